@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Both build .venv from the pinned requirements first (once; again when they change).
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+CORES ?= all
+
+.PHONY: venv run test lint format clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --editable .
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(BIN)/snakemake --cores $(CORES)
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/pytest -ra
+
+format: venv
+	$(BIN)/ruff format selfsup scripts tests benchmarks
+	$(BIN)/snakefmt Snakefile rules
+
+clean:
+	rm -rf $(VENV) .snakemake

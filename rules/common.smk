@@ -1,0 +1,188 @@
+import hashlib
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from selfsup import downstream as protocols
+from selfsup.pretext import has_pseudo_labels
+from selfsup.study import StudyError, check_study, downstream_settings
+
+validate(config, "../schemas/study.schema.yaml")
+try:
+    STUDY = check_study(config)
+except StudyError as error:
+    raise WorkflowError(f"Invalid study file: {error}") from None
+
+RESULTS = f"results/{STUDY['study']}"
+DATASET = STUDY["dataset"]["name"]
+PRETEXT = STUDY["pretext"]
+PROTOCOLS = STUDY["downstream"]["protocols"]
+BASELINE_METHOD = "none"  # the method name of runs that use no pretext encoder
+LIBRARY = Path(workflow.basedir) / "selfsup"
+
+
+wildcard_constraints:
+    dataset=r"[a-z_]+",
+    method="|".join([BASELINE_METHOD, *PRETEXT]),
+    protocol=protocols.PROTOCOL_PATTERN.strip("^$"),
+    budget=r"all|\d+",
+    seed=r"\d+",
+
+
+def code_fingerprint(*modules):
+    """Hash of the library files a job runs, passed as a param so that editing them re-runs it."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update((LIBRARY / module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# --- data ---------------------------------------------------------------------
+
+
+IDX_STEMS = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
+
+
+def download_needed():
+    return DATASET in ("mnist", "fashion_mnist") and not STUDY["dataset"]["data_dir"]
+
+
+def prepare_inputs(wildcards):
+    if download_needed():
+        return expand("resources/{dataset}/{stem}.gz", dataset=DATASET, stem=IDX_STEMS)
+    return []
+
+
+def dataset_source(wildcards):
+    folder = STUDY["dataset"]["data_dir"]
+    if download_needed():
+        folder = f"resources/{DATASET}"
+    return {
+        "name": DATASET,
+        "folder": folder,
+        "options": STUDY["dataset"]["options"],
+    }
+
+
+DATA_FILE = f"results/data/{DATASET}.h5"
+
+
+# --- pretext ------------------------------------------------------------------
+
+
+def method_module(name):
+    return f"pretext/{PRETEXT[name]['method']}.py"
+
+
+def pretext_settings(wildcards):
+    return PRETEXT[wildcards.method]
+
+
+def pseudo_label_options(wildcards):
+    return PRETEXT[wildcards.method]["options"]
+
+
+def pretext_inputs(wildcards):
+    inputs = {"data": DATA_FILE, "split": f"{RESULTS}/split/seed{wildcards.seed}.h5"}
+    if has_pseudo_labels(PRETEXT[wildcards.method]["method"]):
+        inputs["pseudo"] = (
+            f"{RESULTS}/pseudo/{wildcards.method}/seed{wildcards.seed}.h5"
+        )
+    return inputs
+
+
+def pretext_code(wildcards):
+    return code_fingerprint(
+        method_module(wildcards.method), "encoders.py", "training.py", "artifacts.py"
+    )
+
+
+def pseudo_label_code(wildcards):
+    return code_fingerprint(method_module(wildcards.method), "artifacts.py")
+
+
+# --- downstream ---------------------------------------------------------------
+
+
+def run_methods(protocol):
+    """Pretext runs a protocol is applied to; baselines use no pretext encoder."""
+    return list(PRETEXT) if protocols.uses_pretext(protocol) else [BASELINE_METHOD]
+
+
+def run_dirs():
+    return [
+        f"{RESULTS}/runs/{method}/{protocol}/n{budget}/seed{seed}"
+        for protocol in PROTOCOLS
+        for method in run_methods(protocol)
+        for budget in STUDY["budgets"]
+        for seed in STUDY["seeds"]
+    ]
+
+
+def downstream_inputs(wildcards):
+    inputs = {"data": DATA_FILE, "split": f"{RESULTS}/split/seed{wildcards.seed}.h5"}
+    if wildcards.method != BASELINE_METHOD:
+        inputs["encoder"] = (
+            f"{RESULTS}/encoders/{wildcards.method}/seed{wildcards.seed}/encoder.h5"
+        )
+    return inputs
+
+
+def classifier_settings(wildcards):
+    if protocols.uses_pretext(wildcards.protocol) == (
+        wildcards.method == BASELINE_METHOD
+    ):
+        raise WorkflowError(
+            f"protocol {wildcards.protocol} does not go with method {wildcards.method}"
+        )
+    return {
+        **downstream_settings(STUDY, wildcards.protocol),
+        "protocol": wildcards.protocol,
+    }
+
+
+def downstream_code(wildcards):
+    return code_fingerprint(
+        "downstream.py", "encoders.py", "training.py", "artifacts.py"
+    )
+
+
+# --- report -------------------------------------------------------------------
+
+
+def report_code(wildcards):
+    return code_fingerprint("report/tables.py", "report/figures.py")
+
+
+def example_runs():
+    """Runs whose predictions for one test image are plotted: first seed, largest budget."""
+    budgets = STUDY["budgets"]
+    largest = "all" if "all" in budgets else max(budgets)
+    return [
+        f"{RESULTS}/runs/{method}/{protocol}/n{largest}/seed{STUDY['seeds'][0]}/metrics.json"
+        for protocol in PROTOCOLS
+        for method in run_methods(protocol)
+    ]
+
+
+def rotation_runs():
+    return [name for name, entry in PRETEXT.items() if entry["method"] == "rotation"]
+
+
+def final_outputs():
+    outputs = [
+        f"{RESULTS}/tables/accuracy.csv",
+        f"{RESULTS}/tables/accuracy.md",
+        f"{RESULTS}/figures/accuracy_vs_labels.png",
+        f"{RESULTS}/figures/accuracy_vs_labels.svg",
+        f"{RESULTS}/figures/class_probabilities.png",
+    ]
+    for name in rotation_runs():
+        outputs.append(f"{RESULTS}/figures/rotation_grid_{name}.png")
+    return outputs

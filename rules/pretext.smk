@@ -1,0 +1,24 @@
+rule pretext:
+    input:
+        unpack(pretext_inputs),
+    output:
+        encoder=f"{RESULTS}/encoders/{{method}}/seed{{seed}}/encoder.h5",
+        history=f"{RESULTS}/encoders/{{method}}/seed{{seed}}/history.csv",
+    log:
+        f"logs/{STUDY['study']}/pretext/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pretext/{{method}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/selfsup.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+        runtime=240,
+        mem_mb=16000,
+    params:
+        settings=pretext_settings,
+        encoder=STUDY["encoder"],
+        study=STUDY["study"],
+        code=pretext_code,
+    script:
+        "../scripts/pretext.py"

@@ -1,0 +1,80 @@
+rule accuracy_table:
+    input:
+        expand("{run}/metrics.json", run=run_dirs()),
+    output:
+        csv=report(
+            f"{RESULTS}/tables/accuracy.csv",
+            caption="../report/accuracy_table.rst",
+            category="Accuracy",
+        ),
+        markdown=f"{RESULTS}/tables/accuracy.md",
+        runs=f"{RESULTS}/tables/runs.csv",
+    log:
+        f"logs/{STUDY['study']}/report/accuracy_table.log",
+    conda:
+        "../envs/selfsup.yaml"
+    params:
+        code=report_code,
+    script:
+        "../scripts/accuracy_table.py"
+
+
+rule accuracy_figure:
+    input:
+        f"{RESULTS}/tables/accuracy.csv",
+    output:
+        png=report(
+            f"{RESULTS}/figures/accuracy_vs_labels.png",
+            caption="../report/accuracy_vs_labels.rst",
+            category="Accuracy",
+        ),
+        svg=f"{RESULTS}/figures/accuracy_vs_labels.svg",
+    log:
+        f"logs/{STUDY['study']}/report/accuracy_figure.log",
+    conda:
+        "../envs/selfsup.yaml"
+    params:
+        title=STUDY["study"],
+        code=report_code,
+    script:
+        "../scripts/accuracy_figure.py"
+
+
+rule class_probabilities:
+    input:
+        data=DATA_FILE,
+        metrics=example_runs(),
+    output:
+        report(
+            f"{RESULTS}/figures/class_probabilities.png",
+            caption="../report/class_probabilities.rst",
+            category="Examples",
+        ),
+    log:
+        f"logs/{STUDY['study']}/report/class_probabilities.log",
+    conda:
+        "../envs/selfsup.yaml"
+    params:
+        code=report_code,
+    script:
+        "../scripts/class_probabilities.py"
+
+
+rule rotation_grid:
+    input:
+        data=DATA_FILE,
+        split=f"{RESULTS}/split/seed{STUDY['seeds'][0]}.h5",
+    output:
+        report(
+            f"{RESULTS}/figures/rotation_grid_{{method}}.png",
+            caption="../report/rotation_grid.rst",
+            category="Examples",
+        ),
+    log:
+        f"logs/{STUDY['study']}/report/rotation_grid_{{method}}.log",
+    conda:
+        "../envs/selfsup.yaml"
+    params:
+        code=report_code,
+    script:
+        "../scripts/rotation_grid.py"

@@ -1,0 +1,28 @@
+# Logs first: importing TensorFlow already prints to stderr.
+from selfsup.jobs import log_to
+
+log_to(snakemake.log[0])
+
+from pathlib import Path
+
+from selfsup import training
+from selfsup.jobs import digest, write_json
+from selfsup.pipeline import train_downstream
+
+seed = int(snakemake.wildcards.seed)
+training.configure(snakemake.threads, seed)
+settings = snakemake.params.settings
+metrics_path = Path(snakemake.output.metrics)
+metrics, history = train_downstream(
+    data_path=snakemake.input.data,
+    split_path=snakemake.input.split,
+    encoder_path=snakemake.input.get("encoder"),
+    encoder_spec=snakemake.params.encoder,
+    settings=settings,
+    budget=snakemake.wildcards.budget,
+    seed=seed,
+    resume_dir=metrics_path.parent / f".resume-{digest(settings)}",
+)
+metrics.update(study=snakemake.params.study, method=snakemake.wildcards.method, seed=seed)
+history.to_csv(snakemake.output.history, index=False)
+write_json(metrics_path, metrics)

@@ -1,0 +1,27 @@
+# Logs first: importing TensorFlow already prints to stderr.
+from selfsup.jobs import log_to
+
+log_to(snakemake.log[0])
+
+from pathlib import Path
+
+from selfsup import training
+from selfsup.jobs import digest
+from selfsup.pipeline import train_pretext
+
+seed = int(snakemake.wildcards.seed)
+training.configure(snakemake.threads, seed)
+settings = snakemake.params.settings
+encoder_path = Path(snakemake.output.encoder)
+train_pretext(
+    data_path=snakemake.input.data,
+    split_path=snakemake.input.split,
+    pseudo_path=snakemake.input.get("pseudo"),
+    settings=settings,
+    encoder_spec=snakemake.params.encoder,
+    seed=seed,
+    meta={"study": snakemake.params.study, "pretext": snakemake.wildcards.method},
+    encoder_path=encoder_path,
+    history_path=snakemake.output.history,
+    resume_dir=encoder_path.parent / f".resume-{digest([settings, snakemake.params.encoder])}",
+)

@@ -1,0 +1,119 @@
+"""Classifiers on an encoder, the freezing protocols that compare them, and evaluation.
+
+Protocols (what is trainable; the head always is):
+- supervised: a freshly initialized encoder, all layers trainable (the baseline);
+- random: a freshly initialized encoder, frozen;
+- linear: the pretrained encoder, frozen;
+- finetune: the pretrained encoder, all layers trainable;
+- freeze_k: the pretrained encoder with its first k conv layers frozen;
+- partial_k: the pretrained encoder frozen except its last k weighted layers.
+Every protocol builds the same architecture, so compared classifiers have the same
+number of parameters by construction.
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+
+from selfsup.encoders import conv_layers, weighted_layers
+
+FIXED_PROTOCOLS = ("supervised", "random", "linear", "finetune")
+NUMBERED_PROTOCOLS = ("freeze", "partial")
+PROTOCOL_PATTERN = r"^(supervised|random|linear|finetune|freeze_[1-9][0-9]*|partial_[1-9][0-9]*)$"
+# Protocols that start from a freshly initialized encoder instead of a pretext one.
+BASELINES = ("supervised", "random")
+
+
+def parse_protocol(protocol: str) -> tuple[str, int]:
+    """("freeze", 3) for "freeze_3"; (protocol, 0) for the fixed ones."""
+    if not re.match(PROTOCOL_PATTERN, protocol):
+        raise ValueError(
+            f"unknown protocol {protocol!r}; choose {', '.join(FIXED_PROTOCOLS)}, freeze_<k> or partial_<k>"
+        )
+    kind, _, k = protocol.partition("_")
+    return kind, int(k or 0)
+
+
+def uses_pretext(protocol: str) -> bool:
+    return parse_protocol(protocol)[0] not in BASELINES
+
+
+def truncate(encoder: keras.Model, feature_layer: str | None) -> keras.Model:
+    """The encoder up to and including `feature_layer` (all of it when None)."""
+    if feature_layer is None:
+        return encoder
+    try:
+        output = encoder.get_layer(feature_layer).output
+    except ValueError:
+        names = [layer.name for layer in encoder.layers[1:]]
+        raise ValueError(
+            f"feature_layer {feature_layer!r} is not a layer of encoder; choose one of {names}"
+        ) from None
+    return keras.Model(encoder.input, output, name="encoder")
+
+
+def apply_protocol(encoder: keras.Model, protocol: str) -> None:
+    """Set which encoder layers train under `protocol`."""
+    kind, k = parse_protocol(protocol)
+    if kind in ("supervised", "finetune"):
+        frozen = []
+    elif kind in ("random", "linear"):
+        frozen = encoder.layers
+    elif kind == "freeze":
+        convs = conv_layers(encoder)
+        if k > len(convs):
+            raise ValueError(f"{protocol}: the encoder has only {len(convs)} conv layers")
+        frozen = encoder.layers[: encoder.layers.index(convs[k - 1]) + 1]
+    else:  # partial
+        weighted = weighted_layers(encoder)
+        if k > len(weighted):
+            raise ValueError(f"{protocol}: the encoder has only {len(weighted)} layers with weights")
+        frozen = encoder.layers[: encoder.layers.index(weighted[-k])]
+    for layer in encoder.layers:
+        layer.trainable = layer not in frozen
+
+
+def build_classifier(
+    encoder: keras.Model,
+    num_classes: int,
+    protocol: str,
+    feature_layer: str | None = None,
+    hidden: list[int] = (),
+    dropout: float = 0.0,
+) -> keras.Model:
+    """Encoder (cut at `feature_layer`, frozen per `protocol`) + dense head + softmax."""
+    encoder = truncate(encoder, feature_layer)
+    apply_protocol(encoder, protocol)
+    inputs = keras.Input(encoder.input_shape[1:], name="image")
+    x = encoder(inputs)
+    if len(x.shape) > 2:
+        x = keras.layers.Flatten(name="head_flatten")(x)
+    for i, units in enumerate(hidden, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"head_dense{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"head_dropout{i}")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classes")(x)
+    return keras.Model(inputs, outputs, name=f"classifier_{protocol}")
+
+
+def count_params(model: keras.Model) -> dict[str, int]:
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    total = int(sum(np.prod(w.shape) for w in model.weights))
+    return {"params": total, "trainable_params": trainable}
+
+
+def validation_cut(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (train, validation) positions of n examples; Keras' own split takes the tail."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * fraction))
+    if fraction and (n_val == 0 or n_val == n):
+        raise ValueError(f"validation_split {fraction} leaves an empty set out of {n} examples")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
+    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(probabilities, axis=1) == y))

@@ -1,0 +1,31 @@
+"""Registry of pretext methods: one module per method, keyed by its config name.
+
+A method module provides:
+- `OPTIONS`: its options with their defaults (the types of the defaults are enforced);
+- `check(options)` (optional): cross-option rules, raising ValueError with the reason;
+- `pseudo_labels(num_images, options, seed) -> (positions, labels)` (optional): the
+  labels its own workflow rule generates before training;
+- `build(encoder, options) -> keras.Model`: the pretext model around `encoder`, with
+  its loss and metrics set by `compile_args(options)`;
+- `dataset(images, pseudo, options, batch_size, seed) -> tf.data.Dataset`: training
+  batches from float images in [0, 1] (and the pseudo-labels, when it has them).
+"""
+
+from selfsup.pretext import rotation
+
+METHODS = {
+    "rotation": rotation,
+}
+
+
+def get_method(name: str):
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown pretext method {name!r}; choose one of {', '.join(sorted(METHODS))}"
+        ) from None
+
+
+def has_pseudo_labels(name: str) -> bool:
+    return hasattr(get_method(name), "pseudo_labels")

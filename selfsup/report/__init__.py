@@ -1,0 +1,1 @@
+"""Accuracy tables and figures of a study."""

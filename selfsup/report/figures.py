@@ -1,0 +1,84 @@
+"""Figures of a study: accuracy versus labels, example class probabilities, rotations."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # jobs run without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from selfsup.report.tables import label  # noqa: E402
+
+
+def _save(fig, *paths) -> None:
+    for path in paths:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+
+
+def accuracy_vs_labels(summary: pd.DataFrame, title: str, *paths) -> None:
+    """Test accuracy against the number of labels, one line per classifier, std as error bars."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for (method, protocol), rows in summary.groupby(["method", "protocol"], sort=True):
+        rows = rows.sort_values("n_labels")
+        baseline = method == "none"
+        ax.errorbar(
+            rows.n_labels,
+            100 * rows.test_mean,
+            yerr=100 * rows.test_std,
+            marker="s" if baseline else "o",
+            linestyle="--" if baseline else "-",
+            capsize=3,
+            label=label(method, protocol),
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("labeled training images")
+    ax.set_ylabel("test accuracy (%)")
+    seeds = int(summary.seeds.max())
+    ax.set_title(f"{title}: mean ± std over {seeds} seed(s)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(fig, *paths)
+
+
+def class_probabilities(image: np.ndarray, true_class: str, runs: pd.DataFrame, class_names, path) -> None:
+    """The example test image and each classifier's predicted class probabilities for it."""
+    fig, (ax_image, ax_bars) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 4]})
+    ax_image.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+    ax_image.set_title(f"true: {true_class}")
+    ax_image.axis("off")
+    positions = np.arange(len(class_names))
+    width = 0.8 / len(runs)
+    for i, run in enumerate(runs.itertuples()):
+        ax_bars.bar(
+            positions + (i - (len(runs) - 1) / 2) * width,
+            run.probabilities,
+            width,
+            label=f"{label(run.method, run.protocol)} ({run.n_labels} labels)",
+        )
+    ax_bars.set_xticks(positions, class_names, rotation=30, ha="right")
+    ax_bars.set_ylabel("predicted probability")
+    ax_bars.set_ylim(0, 1)
+    ax_bars.legend(fontsize="small")
+    _save(fig, path)
+
+
+def rotation_grid(images: np.ndarray, path) -> None:
+    """Each image (rows) in its four rotations (columns), labelled with the pretext class."""
+    from selfsup.pretext.rotation import rotate
+
+    fig, axes = plt.subplots(len(images), 4, figsize=(6, 1.6 * len(images)), squeeze=False)
+    for row, image in enumerate(images):
+        for r in range(4):
+            rotated = rotate(image[None], np.array([r]))[0]
+            ax = axes[row, r]
+            ax.imshow(rotated.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"r = {r} ({90 * r}°)")
+    fig.suptitle("rotation pretext: label r = quarter turns counter-clockwise")
+    _save(fig, path)

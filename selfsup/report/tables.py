@@ -1,0 +1,58 @@
+"""Accuracy tables: every run as a row, then mean and std over seeds."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+RUN_COLUMNS = ["method", "protocol", "budget", "n_labels", "seed", "test_accuracy", "train_accuracy"]
+
+
+def collect(metrics_paths) -> pd.DataFrame:
+    """One row per downstream run, from its metrics.json."""
+    rows = []
+    for path in metrics_paths:
+        with open(path) as f:
+            metrics = json.load(f)
+        metrics["metrics_path"] = str(path)
+        rows.append(metrics)
+    if not rows:
+        raise ValueError("no downstream runs to tabulate")
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["method", "protocol", "n_labels", "seed"]).reset_index(drop=True)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and (sample) std of test and train accuracy over seeds, per method/protocol/budget."""
+    grouped = runs.groupby(["method", "protocol", "budget", "n_labels"], sort=False)
+    summary = grouped.agg(
+        test_mean=("test_accuracy", "mean"),
+        test_std=("test_accuracy", "std"),
+        train_mean=("train_accuracy", "mean"),
+        train_std=("train_accuracy", "std"),
+        seeds=("seed", "count"),
+    ).reset_index()
+    # One seed has no spread; report 0 rather than NaN so tables and error bars stay readable.
+    summary[["test_std", "train_std"]] = summary[["test_std", "train_std"]].fillna(0.0)
+    return summary.sort_values(["n_labels", "method", "protocol"]).reset_index(drop=True)
+
+
+def label(method: str, protocol: str) -> str:
+    """How a compared classifier is named in tables and legends."""
+    return protocol if method == "none" else f"{method} + {protocol}"
+
+
+def to_markdown(summary: pd.DataFrame) -> str:
+    """Test accuracy (%) as mean ± std over seeds: classifiers as rows, label budgets as columns."""
+    cells = summary.assign(
+        classifier=[label(m, p) for m, p in zip(summary.method, summary.protocol, strict=True)],
+        cell=[
+            f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(summary.test_mean, summary.test_std, strict=True)
+        ],
+    )
+    wide = cells.pivot(index="classifier", columns="n_labels", values="cell")
+    wide.columns = [f"{n} labels" for n in wide.columns]
+    seeds = sorted(set(summary.seeds))
+    note = f"Test accuracy (%), mean ± std over {'/'.join(map(str, seeds))} seed(s)."
+    return note + "\n\n" + wide.reset_index().to_markdown(index=False) + "\n"

@@ -1,0 +1,163 @@
+"""What every training job shares: threads and seeds, optimizers, NaN guard, resuming,
+progress lines and the epoch history."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def configure(threads: int, seed: int) -> None:
+    """Cap TensorFlow's thread pools at `threads` and seed every generator.
+
+    Must run before TensorFlow executes its first operation, so scripts call it first.
+    """
+    import keras
+    import tensorflow as tf
+
+    threads = max(1, int(threads))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    keras.utils.set_random_seed(int(seed))
+
+
+def thread_settings() -> dict[str, int]:
+    import tensorflow as tf
+
+    return {
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
+def make_optimizer(settings: dict):
+    """An optimizer from {name, learning_rate, momentum?}."""
+    import keras
+
+    name = settings["name"]
+    kwargs = {"learning_rate": settings["learning_rate"]}
+    if name == "sgd":
+        return keras.optimizers.SGD(momentum=settings.get("momentum", 0.0), **kwargs)
+    if name == "adam":
+        return keras.optimizers.Adam(**kwargs)
+    if name == "adamw":
+        return keras.optimizers.AdamW(**kwargs)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(**kwargs)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of sgd, adam, adamw, rmsprop")
+
+
+def _callbacks():
+    import keras
+
+    class NanGuard(keras.callbacks.Callback):
+        """Fail loudly on a NaN loss; Keras' TerminateOnNaN would just stop and succeed."""
+
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise TrainingDiverged(
+                    f"training diverged: loss became {float(loss)} at epoch {self.epoch + 1}, "
+                    f"batch {batch + 1}; lower the learning rate or check the input scaling"
+                )
+
+    class ProgressLine(keras.callbacks.Callback):
+        """One line per epoch with metrics, throughput and time left, for logs."""
+
+        def __init__(self, epochs, samples_per_epoch, stream):
+            super().__init__()
+            self.epochs, self.samples, self.stream = epochs, samples_per_epoch, stream
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.start
+            metrics = "  ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+            eta = seconds * (self.epochs - epoch - 1)
+            print(
+                f"epoch {epoch + 1}/{self.epochs}  {metrics}  {seconds:.1f} s "
+                f"({self.samples / max(seconds, 1e-9):.0f} samples/s, about {eta:.0f} s left)",
+                file=self.stream,
+                flush=True,
+            )
+
+    return NanGuard, ProgressLine
+
+
+def fit(
+    model,
+    train_data,
+    *,
+    epochs: int,
+    samples_per_epoch: int,
+    validation_data=None,
+    early_stopping: dict | None = None,
+    resume_dir: str | os.PathLike | None = None,
+    stream=sys.stderr,
+) -> pd.DataFrame:
+    """Train `model` and return its per-epoch history.
+
+    With `resume_dir`, the state after each completed epoch is kept there, and a later
+    call with the same directory resumes from it; the directory is removed on success.
+    Raises TrainingDiverged when the loss becomes NaN.
+    """
+    import keras
+
+    NanGuard, ProgressLine = _callbacks()
+    callbacks = [NanGuard(), ProgressLine(epochs, samples_per_epoch, stream)]
+    history_path = None
+    resumed_from = 0
+    if resume_dir is not None:
+        resume_dir = Path(resume_dir)
+        history_path = resume_dir / "history.csv"
+        if history_path.exists():
+            resumed_from = len(pd.read_csv(history_path))
+            print(f"resuming after epoch {resumed_from} from {resume_dir}", file=stream, flush=True)
+        resume_dir.mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.BackupAndRestore(str(resume_dir / "state")))
+        callbacks.append(keras.callbacks.CSVLogger(str(history_path), append=resumed_from > 0))
+    if early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=early_stopping["monitor"],
+                patience=early_stopping["patience"],
+                restore_best_weights=early_stopping.get("restore_best_weights", True),
+                mode="auto",
+            )
+        )
+    result = model.fit(
+        train_data,
+        epochs=epochs,
+        validation_data=validation_data,
+        callbacks=callbacks,
+        shuffle=False,  # the tf.data pipelines shuffle, seeded
+        verbose=0,
+    )
+    if history_path is not None:
+        history = pd.read_csv(history_path)
+        shutil.rmtree(resume_dir)
+    else:
+        history = pd.DataFrame(result.history)
+        history.insert(0, "epoch", np.arange(len(history)))
+    history.attrs["resumed_from_epoch"] = resumed_from
+    return history
