@@ -99,7 +99,11 @@ def pretext_inputs(wildcards):
 
 def pretext_code(wildcards):
     return code_fingerprint(
-        method_module(wildcards.method), "encoders.py", "training.py", "artifacts.py"
+        method_module(wildcards.method),
+        "pipeline.py",
+        "encoders.py",
+        "training.py",
+        "artifacts.py",
     )
 
 
@@ -149,7 +153,7 @@ def classifier_settings(wildcards):
 
 def downstream_code(wildcards):
     return code_fingerprint(
-        "downstream.py", "encoders.py", "training.py", "artifacts.py"
+        "pipeline.py", "downstream.py", "encoders.py", "training.py", "artifacts.py"
     )
 
 
@@ -171,8 +175,9 @@ def example_runs():
     ]
 
 
-def rotation_runs():
-    return [name for name, entry in PRETEXT.items() if entry["method"] == "rotation"]
+def pretext_examples_title(wildcards):
+    method = PRETEXT[wildcards.method]["method"]
+    return f"{wildcards.method} ({method}), seed {STUDY['seeds'][0]}"
 
 
 def final_outputs():
@@ -183,6 +188,6 @@ def final_outputs():
         f"{RESULTS}/figures/accuracy_vs_labels.svg",
         f"{RESULTS}/figures/class_probabilities.png",
     ]
-    for name in rotation_runs():
-        outputs.append(f"{RESULTS}/figures/rotation_grid_{name}.png")
+    for name in PRETEXT:
+        outputs.append(f"{RESULTS}/figures/pretext_examples_{name}.png")
     return outputs

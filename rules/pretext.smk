@@ -4,6 +4,7 @@ rule pretext:
     output:
         encoder=f"{RESULTS}/encoders/{{method}}/seed{{seed}}/encoder.h5",
         history=f"{RESULTS}/encoders/{{method}}/seed{{seed}}/history.csv",
+        examples=f"{RESULTS}/encoders/{{method}}/seed{{seed}}/examples.h5",
     log:
         f"logs/{STUDY['study']}/pretext/{{method}}/seed{{seed}}.log",
     benchmark:

@@ -60,21 +60,21 @@ rule class_probabilities:
         "../scripts/class_probabilities.py"
 
 
-rule rotation_grid:
+rule pretext_examples:
     input:
-        data=DATA_FILE,
-        split=f"{RESULTS}/split/seed{STUDY['seeds'][0]}.h5",
+        f"{RESULTS}/encoders/{{method}}/seed{STUDY['seeds'][0]}/examples.h5",
     output:
         report(
-            f"{RESULTS}/figures/rotation_grid_{{method}}.png",
-            caption="../report/rotation_grid.rst",
-            category="Examples",
+            f"{RESULTS}/figures/pretext_examples_{{method}}.png",
+            caption="../report/pretext_examples.rst",
+            category="Pretext",
         ),
     log:
-        f"logs/{STUDY['study']}/report/rotation_grid_{{method}}.log",
+        f"logs/{STUDY['study']}/report/pretext_examples_{{method}}.log",
     conda:
         "../envs/selfsup.yaml"
     params:
+        title=pretext_examples_title,
         code=report_code,
     script:
-        "../scripts/rotation_grid.py"
+        "../scripts/pretext_examples.py"

@@ -23,5 +23,6 @@ train_pretext(
     meta={"study": snakemake.params.study, "pretext": snakemake.wildcards.method},
     encoder_path=encoder_path,
     history_path=snakemake.output.history,
+    examples_path=snakemake.output.examples,
     resume_dir=encoder_path.parent / f".resume-{digest([settings, snakemake.params.encoder])}",
 )

@@ -128,6 +128,24 @@ def read_pseudo_labels(path) -> tuple[np.ndarray, np.ndarray]:
         return h5["indices"][()], h5["labels"][()]
 
 
+# --- pretext examples -----------------------------------------------------------------
+
+
+def write_examples(path, examples: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Named image arrays of the same length (input, corrupted, output, ...), in order."""
+    with _atomic_h5(path) as h5:
+        for order, (name, images) in enumerate(examples.items()):
+            dataset = h5.create_dataset(name, data=np.asarray(images, dtype=np.float32))
+            dataset.attrs["order"] = order
+        _set_attrs(h5, meta)
+
+
+def read_examples(path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as h5:
+        names = sorted(h5, key=lambda name: h5[name].attrs["order"])
+        return {name: h5[name][()] for name in names}
+
+
 # --- encoders -------------------------------------------------------------------------
 # An encoder is stored as its registry name, options and input shape plus its weight
 # arrays. Loading rebuilds it from the registry, so no code is ever read from a file.

@@ -14,6 +14,9 @@ from selfsup.encoders import build_encoder
 from selfsup.pretext import get_method
 
 
+EXAMPLE_IMAGES = 8  # images shown in each pretext examples figure
+
+
 def scale(images: np.ndarray) -> np.ndarray:
     """uint8 pixels to float32 in [0, 1]."""
     return images.astype(np.float32) / 255.0
@@ -30,10 +33,11 @@ def train_pretext(
     meta: dict,
     encoder_path,
     history_path,
+    examples_path,
     resume_dir=None,
     stream=sys.stderr,
 ):
-    """Train the study's encoder with one pretext method and save it with its history."""
+    """Train the study's encoder with one pretext method; save it, its history and examples."""
     dataset = artifacts.read_dataset(data_path)
     split = artifacts.read_split(split_path)
     method = get_method(settings["method"])
@@ -90,6 +94,9 @@ def train_pretext(
         },
     )
     history.to_csv(history_path, index=False)
+    shown = scale(dataset.x_train[split.unlabeled[:EXAMPLE_IMAGES]])
+    examples = method.examples(model, shown, options, seed)
+    artifacts.write_examples(examples_path, examples, {**meta, "method": settings["method"], "seed": seed})
     return history
 
 

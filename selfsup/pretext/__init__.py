@@ -8,7 +8,10 @@ A method module provides:
 - `build(encoder, options) -> keras.Model`: the pretext model around `encoder`, with
   its loss and metrics set by `compile_args(options)`;
 - `dataset(images, pseudo, options, batch_size, seed) -> tf.data.Dataset`: training
-  batches from float images in [0, 1] (and the pseudo-labels, when it has them).
+  batches from float images in [0, 1] (and the pseudo-labels, when it has them);
+- `examples(model, images, options, seed) -> dict[str, array]`: what the trained model
+  does to a few images, as named image batches of equal length (e.g. input, corrupted,
+  output), drawn as rows of the study's pretext figure.
 """
 
 from selfsup.pretext import rotation

@@ -52,6 +52,11 @@ def compile_args(options: dict) -> dict:
     return {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
 
 
+def examples(model: keras.Model, images: np.ndarray, options: dict, seed: int) -> dict:
+    """Each image in its four rotations: the inputs of the four pretext classes."""
+    return {f"r = {r} ({90 * r}°)": rotate(images, np.full(len(images), r)) for r in range(4)}
+
+
 def dataset(images: np.ndarray, pseudo, options: dict, batch_size: int, seed: int):
     import tensorflow as tf
 

@@ -35,6 +35,9 @@ def accuracy_vs_labels(summary: pd.DataFrame, title: str, *paths) -> None:
             label=label(method, protocol),
         )
     ax.set_xscale("log")
+    budgets = sorted(summary.n_labels.unique())
+    ax.set_xticks(budgets, [f"{n:,}" for n in budgets])
+    ax.minorticks_off()
     ax.set_xlabel("labeled training images")
     ax.set_ylabel("test accuracy (%)")
     seeds = int(summary.seeds.max())
@@ -66,19 +69,20 @@ def class_probabilities(image: np.ndarray, true_class: str, runs: pd.DataFrame, 
     _save(fig, path)
 
 
-def rotation_grid(images: np.ndarray, path) -> None:
-    """Each image (rows) in its four rotations (columns), labelled with the pretext class."""
-    from selfsup.pretext.rotation import rotate
-
-    fig, axes = plt.subplots(len(images), 4, figsize=(6, 1.6 * len(images)), squeeze=False)
-    for row, image in enumerate(images):
-        for r in range(4):
-            rotated = rotate(image[None], np.array([r]))[0]
-            ax = axes[row, r]
-            ax.imshow(rotated.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+def pretext_examples(examples: dict[str, np.ndarray], title: str, path) -> None:
+    """One row per named image batch (input, corrupted, output, ...), one column per image."""
+    names = list(examples)
+    n_images = len(examples[names[0]])
+    fig, axes = plt.subplots(
+        len(names), n_images, figsize=(1.2 * n_images + 1.5, 1.3 * len(names)), squeeze=False
+    )
+    for row, name in enumerate(names):
+        for col in range(n_images):
+            image = np.clip(examples[name][col], 0, 1)
+            ax = axes[row, col]
+            ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-            if row == 0:
-                ax.set_title(f"r = {r} ({90 * r}°)")
-    fig.suptitle("rotation pretext: label r = quarter turns counter-clockwise")
+        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center")
+    fig.suptitle(title)
     _save(fig, path)
