@@ -13,7 +13,6 @@ from selfsup import artifacts, downstream, training
 from selfsup.encoders import build_encoder
 from selfsup.pretext import get_method
 
-
 EXAMPLE_IMAGES = 8  # images shown in each pretext examples figure
 
 
