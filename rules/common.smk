@@ -5,7 +5,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from selfsup import downstream as protocols
-from selfsup.pretext import has_pseudo_labels
+from selfsup.pretext import get_method, has_pseudo_labels
 from selfsup.study import StudyError, check_study, downstream_settings
 
 validate(config, "../schemas/study.schema.yaml")
@@ -76,8 +76,10 @@ DATA_FILE = f"results/data/{DATASET}.h5"
 # --- pretext ------------------------------------------------------------------
 
 
-def method_module(name):
-    return f"pretext/{PRETEXT[name]['method']}.py"
+def method_modules(name):
+    """The method's own file and the shared library files it declares it runs."""
+    method = PRETEXT[name]["method"]
+    return [f"pretext/{method}.py", *getattr(get_method(method), "SHARED_CODE", ())]
 
 
 def pretext_settings(wildcards):
@@ -99,7 +101,7 @@ def pretext_inputs(wildcards):
 
 def pretext_code(wildcards):
     return code_fingerprint(
-        method_module(wildcards.method),
+        *method_modules(wildcards.method),
         "pipeline.py",
         "encoders.py",
         "training.py",
@@ -108,7 +110,7 @@ def pretext_code(wildcards):
 
 
 def pseudo_label_code(wildcards):
-    return code_fingerprint(method_module(wildcards.method), "artifacts.py")
+    return code_fingerprint(*method_modules(wildcards.method), "artifacts.py")
 
 
 # --- downstream ---------------------------------------------------------------

@@ -71,7 +71,16 @@ def small_cnn(input_shape, filters: list = (32, 64), dense: list = (128,), dropo
     return keras.Model(inputs, x, name="encoder")
 
 
+def mlp(input_shape, dense: list = (256, 128), dropout: float = 0.0):
+    """Flatten, then dense ReLU layers: the encoder of a fully connected autoencoder."""
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Flatten(name="flatten")(inputs)
+    x = _dense_stack(x, [int(n) for n in dense], dropout)
+    return keras.Model(inputs, x, name="encoder")
+
+
 ENCODERS = {
+    "mlp": mlp,
     "rotnet_fashion_mnist": rotnet_fashion_mnist,
     "rotnet_mnist": rotnet_mnist,
     "small_cnn": small_cnn,

@@ -11,13 +11,18 @@ A method module provides:
   batches from float images in [0, 1] (and the pseudo-labels, when it has them);
 - `examples(model, images, options, seed) -> dict[str, array]`: what the trained model
   does to a few images, as named image batches of equal length (e.g. input, corrupted,
-  output), drawn as rows of the study's pretext figure.
+  output), drawn as rows of the study's pretext figure;
+- `SHARED_CODE` (optional): library files it runs besides its own module (relative to
+  selfsup/), so that editing them re-runs its jobs.
 """
 
-from selfsup.pretext import rotation
+from selfsup.pretext import autoencoder, denoising_autoencoder, inpainting, rotation
 
 METHODS = {
     "rotation": rotation,
+    "autoencoder": autoencoder,
+    "denoising_autoencoder": denoising_autoencoder,
+    "inpainting": inpainting,
 }
 
 

@@ -1,0 +1,232 @@
+"""What the reconstruction methods share: the decoder, its output/loss pairing, the
+corruptions, the training batches and the examples.
+
+autoencoder, denoising_autoencoder and inpainting differ only in how they corrupt
+the input before the encoder sees it; the target is always the clean image. Each
+corruption is a pure TensorFlow function of (images, options, seed), applied per batch
+in the tf.data pipeline with a seed drawn per batch, so every epoch sees new noise and
+a run is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import layers
+
+# The loss each decoder output activation goes with.
+OUTPUT_LOSSES = {"sigmoid": "binary_crossentropy", "linear": "mse"}
+DECODERS = ("conv_transpose", "upsampling", "mlp")
+
+OPTIONS = {
+    # conv_transpose: Conv2DTranspose stages; upsampling: UpSampling2D + Conv2D stages;
+    # mlp: dense layers straight to the pixels.
+    "decoder": "conv_transpose",
+    # Conv decoders: one x2 upsampling stage per entry, widest first.
+    "decoder_filters": [64, 32],
+    # mlp decoder: hidden layers before the pixel layer.
+    "decoder_units": [256],
+    # sigmoid + binary_crossentropy for [0, 1] pixels, or linear + mse.
+    "output_activation": "sigmoid",
+    "loss": "binary_crossentropy",
+}
+
+_PAIRING_REASONS = {
+    ("sigmoid", "mse"): "mse on a sigmoid output learns slowly where the sigmoid saturates, "
+    "which binary_crossentropy cancels exactly",
+    ("linear", "binary_crossentropy"): "binary_crossentropy needs outputs in (0, 1), "
+    "which a linear output does not guarantee",
+}
+
+
+def check(options: dict) -> None:
+    """Reject unknown decoders and any output activation / loss pair but the two sound ones."""
+    if options["decoder"] not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {options['decoder']!r}")
+    for key in ("decoder_filters", "decoder_units"):
+        if not all(isinstance(n, int) and n > 0 for n in options[key]):
+            raise ValueError(f"{key} must be a list of positive integers, got {options[key]!r}")
+    activation, loss = options["output_activation"], options["loss"]
+    if activation == "relu":
+        raise ValueError(
+            "output_activation 'relu' is not allowed: it has no upper bound and zero gradient "
+            "wherever it outputs 0, so dark pixels get stuck; use sigmoid with binary_crossentropy "
+            "for [0, 1] pixels, or linear with mse"
+        )
+    if activation not in OUTPUT_LOSSES:
+        raise ValueError(f"output_activation must be sigmoid or linear, got {activation!r}")
+    if loss not in OUTPUT_LOSSES.values():
+        raise ValueError(f"loss must be binary_crossentropy or mse, got {loss!r}")
+    if OUTPUT_LOSSES[activation] != loss:
+        raise ValueError(
+            f"output_activation {activation!r} goes with loss {OUTPUT_LOSSES[activation]!r}, "
+            f"not {loss!r}: {_PAIRING_REASONS[activation, loss]}"
+        )
+
+
+# --- decoder --------------------------------------------------------------------------
+
+
+def build_decoder(feature_shape, image_shape, options: dict) -> keras.Model:
+    """A model named "decoder" from encoder features of `feature_shape` to images of exactly `image_shape`.
+
+    Conv decoders start from a grid of ceil(size / 2**stages) and double it per stage,
+    so they may overshoot sizes that are not multiples of 2**stages (28 with three
+    stages gives 32); a center crop then trims to the exact size.
+    """
+    height, width, channels = (int(n) for n in image_shape)
+    activation = options["output_activation"]
+    inputs = keras.Input(tuple(feature_shape), name="features")
+    x = layers.Flatten(name="flatten")(inputs) if len(feature_shape) > 1 else inputs
+    if options["decoder"] == "mlp":
+        for i, units in enumerate(options["decoder_units"], start=1):
+            x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
+        x = layers.Dense(height * width * channels, activation=activation, name="pixels")(x)
+        outputs = layers.Reshape((height, width, channels), name="reconstruction")(x)
+        return keras.Model(inputs, outputs, name="decoder")
+
+    filters = options["decoder_filters"]
+    scale = 2 ** len(filters)
+    grid = (math.ceil(height / scale), math.ceil(width / scale))
+    start = filters[0] if filters else channels
+    x = layers.Dense(grid[0] * grid[1] * start, activation="relu", name="dense")(x)
+    x = layers.Reshape((*grid, start), name="grid")(x)
+    for i, n in enumerate(filters, start=1):
+        if options["decoder"] == "conv_transpose":
+            x = layers.Conv2DTranspose(n, 3, strides=2, padding="same", activation="relu", name=f"deconv{i}")(
+                x
+            )
+        else:
+            x = layers.UpSampling2D(2, name=f"upsample{i}")(x)
+            x = layers.Conv2D(n, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+    x = layers.Conv2D(channels, 3, padding="same", activation=activation, name="pixels")(x)
+    extra_h, extra_w = grid[0] * scale - height, grid[1] * scale - width
+    if extra_h or extra_w:
+        x = layers.Cropping2D(
+            ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2)), name="crop"
+        )(x)
+    return keras.Model(inputs, x, name="decoder")
+
+
+def build(encoder: keras.Model, options: dict, name: str) -> keras.Model:
+    """Image -> encoder -> decoder -> image of the same shape."""
+    inputs = keras.Input(encoder.input_shape[1:], name="image")
+    features = encoder(inputs)
+    decoder = build_decoder(features.shape[1:], encoder.input_shape[1:], options)
+    return keras.Model(inputs, decoder(features), name=name)
+
+
+def compile_args(options: dict) -> dict:
+    return {"loss": options["loss"], "metrics": ["mae"]}
+
+
+# --- corruptions ----------------------------------------------------------------------
+# `seed` is a stateless seed: a shape [2] integer tensor.
+
+
+def gaussian_noise(images, stddev: float, seed):
+    """Add N(0, stddev^2) to every pixel, clipped back to [0, 1]."""
+    import tensorflow as tf
+
+    noise = tf.random.stateless_normal(tf.shape(images), seed, stddev=stddev)
+    return tf.clip_by_value(images + noise, 0.0, 1.0)
+
+
+def masking_noise(images, fraction: float, seed):
+    """Set each pixel to 0 with probability `fraction` (Vincent et al.'s masking noise)."""
+    import tensorflow as tf
+
+    keep = tf.random.stateless_uniform(tf.shape(images), seed) >= fraction
+    return images * tf.cast(keep, images.dtype)
+
+
+def rectangle_mask(images, fraction: float, seed):
+    """One rectangle per image covering `fraction` of its area (same aspect ratio), at a random place.
+
+    Returns a float mask of shape (N, H, W, 1): 1 where removed.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    n, height, width = shape[0], shape[1], shape[2]
+    side = math.sqrt(fraction)
+    rect_h = tf.maximum(1, tf.cast(tf.round(side * tf.cast(height, tf.float32)), tf.int32))
+    rect_w = tf.maximum(1, tf.cast(tf.round(side * tf.cast(width, tf.float32)), tf.int32))
+    corner = tf.random.stateless_uniform((n, 2), seed)
+    top = tf.cast(corner[:, 0] * tf.cast(height - rect_h + 1, tf.float32), tf.int32)
+    left = tf.cast(corner[:, 1] * tf.cast(width - rect_w + 1, tf.float32), tf.int32)
+    rows = tf.range(height)[None, :, None]
+    cols = tf.range(width)[None, None, :]
+    inside = (
+        (rows >= top[:, None, None])
+        & (rows < (top + rect_h)[:, None, None])
+        & (cols >= left[:, None, None])
+        & (cols < (left + rect_w)[:, None, None])
+    )
+    return tf.cast(inside, images.dtype)[..., None]
+
+
+def patch_mask(images, patch_size: int, fraction: float, seed):
+    """Cut the image into patch_size squares and remove each with probability `fraction`.
+
+    Returns a float mask of shape (N, H, W, 1): 1 where removed.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    n, height, width = shape[0], shape[1], shape[2]
+    cells = (-(-height // patch_size), -(-width // patch_size))  # ceil division
+    removed = tf.random.stateless_uniform((n, cells[0], cells[1]), seed) < fraction
+    mask = tf.repeat(tf.repeat(tf.cast(removed, images.dtype), patch_size, axis=1), patch_size, axis=2)
+    return mask[:, :height, :width, None]
+
+
+def region_weights(mask, region_weight: float):
+    """Per-pixel loss weights of shape (N, H, W): `region_weight` inside the removed region, 1 outside,
+    scaled to mean 1 per image so the loss keeps the scale of the unweighted one."""
+    import tensorflow as tf
+
+    weights = 1.0 + (region_weight - 1.0) * mask[..., 0]
+    return weights / tf.reduce_mean(weights, axis=(1, 2), keepdims=True)
+
+
+# --- batches and examples -------------------------------------------------------------
+
+
+def dataset(images: np.ndarray, corrupt, options: dict, batch_size: int, seed: int):
+    """Shuffled batches of (corrupted, clean) or (corrupted, clean, pixel weights).
+
+    `corrupt(images, options, seed) -> (corrupted, weights or None)`; None means no
+    corruption (the plain autoencoder).
+    """
+    import tensorflow as tf
+
+    batches = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+    )
+    if corrupt is None:
+        return batches.map(lambda x: (x, x)).prefetch(2)
+    # One fresh random number per batch, different in every epoch, all derived from `seed`.
+    batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+    def pair(x, batch_seed):
+        corrupted, weights = corrupt(x, options, tf.stack([batch_seed, tf.constant(seed, tf.int64)]))
+        return (corrupted, x) if weights is None else (corrupted, x, weights)
+
+    return tf.data.Dataset.zip(batches, batch_seeds).map(pair, num_parallel_calls=1).prefetch(2)
+
+
+def examples(model: keras.Model, images: np.ndarray, corrupt, options: dict, seed: int) -> dict:
+    """Input, corrupted input (when there is a corruption) and the model's reconstruction."""
+    import tensorflow as tf
+
+    images = np.asarray(images, dtype=np.float32)
+    if corrupt is None:
+        return {"input": images, "output": model.predict(images, verbose=0)}
+    corrupted, _ = corrupt(tf.constant(images), options, tf.constant([seed, seed], tf.int64))
+    corrupted = np.asarray(corrupted)
+    return {"input": images, "corrupted": corrupted, "output": model.predict(corrupted, verbose=0)}
