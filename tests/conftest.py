@@ -1,0 +1,108 @@
+"""Shared fixtures of the unit tests: tiny synthetic data, tiny encoders, a full study."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+# TensorFlow reads these when it is first imported, which happens below.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# ../shared/data, next to the repository: real MNIST / Fashion-MNIST IDX files, when present.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINY_ENCODER = {"name": "small_cnn", "options": {"filters": [4, 8], "dense": [16]}}
+
+
+def pytest_configure(config):
+    # The test machine has 2 cores shared with other jobs; thread pools can only be
+    # sized before TensorFlow runs its first operation, so do it once, here.
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def real_data_dir(name: str) -> Path:
+    """The folder of real IDX files of `name` (mnist, fashion-mnist), or skip the test."""
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"real data not available: {folder} does not exist (put the official IDX files there)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """A tiny synthetic dataset: 128 train / 32 test images of 16x16x1, 4 classes."""
+    from selfsup.data.sources import make_synthetic
+
+    return make_synthetic(n_train=128, n_test=32, image_size=16, num_classes=4, seed=0)
+
+
+@pytest.fixture
+def tiny_encoder():
+    """A factory of small_cnn encoders (conv 4, 4, pool, conv 8, 8, pool, dense 16)."""
+    import keras
+
+    from selfsup.encoders import build_encoder
+
+    def make(input_shape=(16, 16, 1), seed=0, **options):
+        keras.utils.set_random_seed(seed)
+        return build_encoder(TINY_ENCODER["name"], input_shape, **{**TINY_ENCODER["options"], **options})
+
+    return make
+
+
+# A study like tests/data/tiny_study.yaml with every schema default written out, as
+# check_study receives it after snakemake.utils.validate.
+_TRAINING_DEFAULTS = {
+    "validation_split": 0.0,
+    "early_stopping": None,
+}
+_STUDY = {
+    "study": "tiny",
+    "description": "",
+    "dataset": {
+        "name": "synthetic",
+        "data_dir": None,
+        "options": {"n_train": 256, "n_test": 64, "image_size": 16, "num_classes": 4, "seed": 0},
+    },
+    "split": {"labeled": [0, 128], "unlabeled": [128, 256], "test": None},
+    "seeds": [1, 2],
+    "budgets": [16, 64],
+    "encoder": copy.deepcopy(TINY_ENCODER),
+    "pretext": {
+        "rotation": {
+            "options": {"rotations": "all"},
+            "epochs": 2,
+            "batch_size": 64,
+            "optimizer": {"name": "adam", "learning_rate": 0.003, "momentum": 0.0},
+            **_TRAINING_DEFAULTS,
+        }
+    },
+    "downstream": {
+        "protocols": ["supervised", "random", "linear", "freeze_1", "finetune"],
+        "feature_layer": None,
+        "head": {"hidden": [], "dropout": 0.0},
+        "overrides": {},
+        "epochs": 2,
+        "batch_size": 16,
+        "optimizer": {"name": "adam", "learning_rate": 0.003, "momentum": 0.0},
+        **_TRAINING_DEFAULTS,
+    },
+}
+
+
+@pytest.fixture
+def study() -> dict:
+    """A valid study dict (a fresh copy per test, so tests may edit it)."""
+    return copy.deepcopy(_STUDY)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,286 @@
+"""selfsup.data.sources: IDX files, the downloader's checksum, digits and synthetic images."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import struct
+
+import numpy as np
+import pytest
+from conftest import real_data_dir
+
+from selfsup.data.sources import (
+    IDX_DATASETS,
+    IDX_FILES,
+    DataError,
+    download_idx,
+    load_dataset,
+    load_digits,
+    make_synthetic,
+    read_idx,
+    read_idx_folder,
+)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: 0, 0, 0x08, ndim, big-endian dims, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx_folder(folder, n_train=6, n_test=3, compress=True):
+    """Four IDX files shaped like MNIST's (images 4x5 so height and width cannot be swapped)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 4, 5), dtype=np.uint8),
+        "y_train": np.arange(n_train, dtype=np.uint8) % 10,
+        "x_test": rng.integers(0, 256, (n_test, 4, 5), dtype=np.uint8),
+        "y_test": (np.arange(n_test, dtype=np.uint8) + 3) % 10,
+    }
+    for key, stem in IDX_FILES.items():
+        data = idx_bytes(arrays[key])
+        if compress:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / stem).write_bytes(data)
+    return arrays
+
+
+# --- read_idx -------------------------------------------------------------------------
+
+
+def test_read_idx_raw_file(tmp_path):
+    array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(idx_bytes(array))
+    out = read_idx(path)
+    assert out.shape == (2, 3, 4)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, array)
+
+
+def test_read_idx_gzip_file(tmp_path):
+    labels = np.array([5, 0, 4, 1, 9], dtype=np.uint8)
+    path = tmp_path / "labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(labels)))
+    np.testing.assert_array_equal(read_idx(path), [5, 0, 4, 1, 9])
+
+
+def test_read_idx_bad_magic_names_the_file(tmp_path):
+    path = tmp_path / "not-idx"
+    # 0x0D is the IDX code of float32, which the reader must refuse.
+    path.write_bytes(bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 2) + b"\0" * 8)
+    with pytest.raises(DataError, match="bad magic number") as err:
+        read_idx(path)
+    assert str(path) in str(err.value)
+
+
+def test_read_idx_truncated_file_names_the_file(tmp_path):
+    path = tmp_path / "truncated.gz"
+    data = idx_bytes(np.zeros((3, 4, 4), dtype=np.uint8))
+    path.write_bytes(gzip.compress(data[:-5]))
+    with pytest.raises(DataError, match=r"\[3, 4, 4\] = 48 bytes, file has 43") as err:
+        read_idx(path)
+    assert str(path) in str(err.value)
+
+
+def test_read_idx_empty_file(tmp_path):
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match="bad magic number"):
+        read_idx(path)
+
+
+# --- read_idx_folder ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw"])
+def test_read_idx_folder(tmp_path, compress):
+    arrays = write_idx_folder(tmp_path, compress=compress)
+    data = read_idx_folder(tmp_path, "fashion_mnist")
+    assert data.x_train.shape == (6, 4, 5, 1)
+    assert data.x_test.shape == (3, 4, 5, 1)
+    assert data.image_shape == (4, 5, 1)
+    assert data.y_train.dtype == np.int64
+    np.testing.assert_array_equal(data.x_train[..., 0], arrays["x_train"])
+    np.testing.assert_array_equal(data.y_test, [3, 4, 5])
+    assert data.class_names[0] == "T-shirt/top"
+    assert data.num_classes == 10
+
+
+def test_read_idx_folder_missing_file_names_it_and_data_dir(tmp_path):
+    write_idx_folder(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError) as err:
+        read_idx_folder(tmp_path, "mnist")
+    message = str(err.value)
+    assert str(tmp_path / "t10k-labels-idx1-ubyte.gz") in message
+    assert "dataset.data_dir" in message
+
+
+def test_read_idx_folder_not_a_folder(tmp_path):
+    with pytest.raises(DataError, match="dataset.data_dir .*nowhere is not a folder"):
+        read_idx_folder(tmp_path / "nowhere", "mnist")
+
+
+def test_read_idx_folder_images_and_labels_disagree(tmp_path):
+    write_idx_folder(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(idx_bytes(np.zeros(5, dtype=np.uint8)))
+    )
+    with pytest.raises(DataError, match=r"train images \(6, 4, 5\) do not match labels \(5,\)"):
+        read_idx_folder(tmp_path, "mnist")
+
+
+def test_load_dataset_dispatch(tmp_path):
+    write_idx_folder(tmp_path)
+    assert load_dataset("mnist", tmp_path).x_train.shape == (6, 4, 5, 1)
+    assert load_dataset("synthetic", n_train=10, n_test=2).x_train.shape == (10, 16, 16, 1)
+    with pytest.raises(DataError, match="mnist needs a folder"):
+        load_dataset("mnist")
+    with pytest.raises(DataError, match="unknown dataset 'cifar'; choose one of mnist, fashion_mnist"):
+        load_dataset("cifar")
+
+
+# --- real data ------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_real_mnist():
+    data = read_idx_folder(real_data_dir("mnist"), "mnist")
+    assert data.x_train.shape == (60000, 28, 28, 1)
+    assert data.x_test.shape == (10000, 28, 28, 1)
+    assert data.y_train.shape == (60000,)
+    assert data.x_train.dtype == np.uint8
+    np.testing.assert_array_equal(data.y_train[:10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4])
+    # The normalization constant every MNIST tutorial uses.
+    assert data.x_train.mean() / 255 == pytest.approx(0.1307, abs=1e-4)
+    np.testing.assert_array_equal(
+        np.bincount(data.y_test), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    )
+
+
+@pytest.mark.realdata
+def test_real_fashion_mnist():
+    data = read_idx_folder(real_data_dir("fashion-mnist"), "fashion_mnist")
+    assert data.x_train.shape == (60000, 28, 28, 1)
+    assert data.x_test.shape == (10000, 28, 28, 1)
+    # Fashion-MNIST is balanced: 6,000 training and 1,000 test images per class.
+    np.testing.assert_array_equal(np.bincount(data.y_train), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(data.y_test), [1000] * 10)
+    np.testing.assert_array_equal(data.y_train[:5], [9, 0, 0, 3, 0])
+    assert data.x_train.mean() / 255 == pytest.approx(0.2860, abs=2e-4)
+
+
+@pytest.mark.realdata
+def test_published_md5_of_official_fashion_label_files():
+    """The shared Fashion-MNIST label files are the official gz files (the images and
+    MNIST files were recompressed there), so their bytes must hash to the published MD5s."""
+    folder = real_data_dir("fashion-mnist")
+    for name in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        digest = hashlib.md5((folder / name).read_bytes()).hexdigest()
+        assert digest == IDX_DATASETS["fashion_mnist"]["md5"][name]
+
+
+# --- download_idx ---------------------------------------------------------------------
+
+
+def make_mirror(folder):
+    """A folder of four small gzip IDX files under the official names, and their MD5s."""
+    write_idx_folder(folder)
+    return {
+        f"{stem}.gz": hashlib.md5((folder / f"{stem}.gz").read_bytes()).hexdigest()
+        for stem in IDX_FILES.values()
+    }
+
+
+def test_download_idx_rejects_file_with_wrong_md5(tmp_path):
+    """A mirror serving files that are not the official ones must not be accepted."""
+    mirror = tmp_path / "mirror"
+    make_mirror(mirror)
+    dest = tmp_path / "dest"
+    # keras.utils.get_file raises ValueError after downloading a file whose hash differs.
+    with pytest.raises(ValueError, match="hash does not match"):
+        download_idx("mnist", dest, origin=mirror.as_uri() + "/")
+    # The first file failed: none of the others was fetched.
+    assert not (dest / "train-labels-idx1-ubyte.gz").exists()
+
+
+def test_download_idx_accepts_matching_md5_and_reads_back(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    md5s = make_mirror(mirror)
+    monkeypatch.setitem(IDX_DATASETS["mnist"], "md5", md5s)
+    dest = tmp_path / "dest"
+    paths = download_idx("mnist", dest, origin=mirror.as_uri() + "/")
+    assert sorted(p.name for p in paths) == sorted(md5s)
+    assert all(p.parent == dest.resolve() for p in paths)
+    assert read_idx_folder(dest, "mnist").x_train.shape == (6, 4, 5, 1)
+
+    # A file already there with the right checksum is kept, not fetched again.
+    shutil.rmtree(mirror)
+    assert download_idx("mnist", dest, origin=mirror.as_uri() + "/") == paths
+
+
+def test_download_idx_refetches_a_corrupted_local_file(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    md5s = make_mirror(mirror)
+    monkeypatch.setitem(IDX_DATASETS["mnist"], "md5", md5s)
+    dest = tmp_path / "dest"
+    download_idx("mnist", dest, origin=mirror.as_uri() + "/")
+    target = dest / "train-images-idx3-ubyte.gz"
+    target.write_bytes(b"half a download")
+    download_idx("mnist", dest, origin=mirror.as_uri() + "/")
+    assert target.read_bytes() == (mirror / target.name).read_bytes()
+
+
+# --- digits and synthetic -------------------------------------------------------------
+
+
+def test_load_digits():
+    data = load_digits()
+    assert data.x_train.shape == (1500, 8, 8, 1)
+    assert data.x_test.shape == (297, 8, 8, 1)
+    assert data.x_train.dtype == np.uint8
+    assert data.x_train.min() == 0
+    assert data.x_train.max() == 255  # 16 * 16 clipped
+    assert data.y_train.dtype == np.int64
+    assert set(np.unique(data.y_train)) == set(range(10))
+    assert data.class_names == [str(d) for d in range(10)]
+    assert load_digits(test_size=97).x_test.shape == (97, 8, 8, 1)
+
+
+def test_make_synthetic_shapes_and_types():
+    data = make_synthetic(n_train=40, n_test=12, image_size=12, num_classes=3, seed=1)
+    assert data.x_train.shape == (40, 12, 12, 1)
+    assert data.x_test.shape == (12, 12, 12, 1)
+    assert data.x_train.dtype == np.uint8
+    assert data.y_train.dtype == np.int64
+    assert set(np.unique(data.y_train)) <= {0, 1, 2}
+    assert data.class_names == ["glyph0", "glyph1", "glyph2"]
+
+
+def test_make_synthetic_is_deterministic_per_seed():
+    a = make_synthetic(n_train=32, n_test=8, seed=3)
+    b = make_synthetic(n_train=32, n_test=8, seed=3)
+    c = make_synthetic(n_train=32, n_test=8, seed=4)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.x_train, c.x_train)
+
+
+def test_make_synthetic_has_ground_line_and_class_glyphs():
+    data = make_synthetic(n_train=512, image_size=16, num_classes=4, seed=0)
+    images = data.x_train[..., 0].astype(float)
+    # The ground line (two bottom rows) is far brighter than the top row: an orientation cue.
+    assert images[:, 14:, 1:15].mean() > 200
+    assert images[:, 0, :].mean() < 40
+    # Each class has its own glyph (at a jittered place): nearest neighbours in pixel
+    # space recover the class of test images far above the 25% of chance.
+    train = images.reshape(len(images), -1)
+    test = data.x_test[..., 0].reshape(len(data.x_test), -1).astype(float)
+    distances = ((test[:, None, :] - train[None, :, :]) ** 2).sum(-1)
+    predicted = data.y_train[distances.argmin(axis=1)]
+    assert np.mean(predicted == data.y_test) > 0.8
