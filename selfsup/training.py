@@ -154,7 +154,8 @@ def fit(
         verbose=0,
     )
     if history_path is not None:
-        history = pd.read_csv(history_path)
+        # Keras' CSVLogger adds empty val_* columns when there is no validation data.
+        history = pd.read_csv(history_path).dropna(axis=1, how="all")
         shutil.rmtree(resume_dir)
     else:
         history = pd.DataFrame(result.history)

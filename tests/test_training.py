@@ -1,0 +1,234 @@
+"""selfsup.training: thread and seed setup, optimizers, the NaN guard, resuming, history."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from selfsup.training import TrainingDiverged, fit, make_optimizer
+
+
+def test_configure_caps_threads_and_seeds_everything():
+    # Thread pools are fixed once TensorFlow has started, so this needs a fresh process.
+    code = """
+import json, random
+import numpy as np, keras
+from selfsup.training import configure, thread_settings
+configure(threads=1, seed=5)
+first = [random.random(), float(np.random.random()), float(keras.random.uniform(()))]
+keras.utils.set_random_seed(5)
+again = [random.random(), float(np.random.random()), float(keras.random.uniform(()))]
+print(json.dumps({**thread_settings(), "first": first, "again": again}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["intra_op_threads"] == 1
+    assert result["inter_op_threads"] == 1
+    # Python, NumPy and Keras generators are all seeded by configure: re-seeding repeats them.
+    assert result["first"] == result["again"]
+
+
+@pytest.mark.parametrize(
+    "settings, kind",
+    [
+        ({"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}, keras.optimizers.SGD),
+        ({"name": "adam", "learning_rate": 0.1}, keras.optimizers.Adam),
+        ({"name": "adamw", "learning_rate": 0.1}, keras.optimizers.AdamW),
+        ({"name": "rmsprop", "learning_rate": 0.1}, keras.optimizers.RMSprop),
+    ],
+)
+def test_make_optimizer(settings, kind):
+    optimizer = make_optimizer(settings)
+    assert type(optimizer) is kind
+    assert float(optimizer.learning_rate) == pytest.approx(0.1)
+    if settings["name"] == "sgd":
+        assert optimizer.momentum == 0.9
+
+
+def test_make_optimizer_sgd_momentum_defaults_to_zero():
+    assert make_optimizer({"name": "sgd", "learning_rate": 0.01}).momentum == 0.0
+
+
+def test_make_optimizer_unknown():
+    with pytest.raises(ValueError, match="unknown optimizer 'lamb'; choose one of sgd, adam, adamw, rmsprop"):
+        make_optimizer({"name": "lamb", "learning_rate": 0.1})
+
+
+def tiny_model(optimizer, seed=0, loss="sparse_categorical_crossentropy"):
+    keras.utils.set_random_seed(seed)
+    units, activation = (4, "softmax") if loss.startswith("sparse") else (1, None)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(units, activation=activation),
+        ]
+    )
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"] if units > 1 else None)
+    return model
+
+
+def tiny_data(n=64, batch_size=16):
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 8)).astype(np.float32)
+    y = (x[:, 0] * 4).astype(np.int64).clip(0, 3)
+    return x, y, tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+def test_fit_returns_history_per_epoch():
+    x, y, data = tiny_data()
+    stream = io.StringIO()
+    history = fit(
+        tiny_model(keras.optimizers.Adam(0.01)),
+        data,
+        epochs=3,
+        samples_per_epoch=64,
+        validation_data=(x, y),
+        stream=stream,
+    )
+    assert list(history.epoch) == [0, 1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+    assert np.isfinite(history.loss).all()
+    assert history.attrs["resumed_from_epoch"] == 0
+    lines = stream.getvalue().splitlines()
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "samples/s" in lines[0]
+
+
+def test_nan_loss_raises():
+    _, _, data = tiny_data()
+    with pytest.raises(
+        TrainingDiverged, match=r"loss became nan at epoch 1, batch \d+; lower the learning rate"
+    ):
+        fit(
+            tiny_model(keras.optimizers.SGD(1e30)), data, epochs=3, samples_per_epoch=64, stream=io.StringIO()
+        )
+
+
+def test_infinite_loss_raises():
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensor_slices((rng.random((64, 8)), rng.random((64, 1)))).batch(8)
+    with pytest.raises(TrainingDiverged, match="loss became inf"):
+        fit(
+            tiny_model(keras.optimizers.SGD(1e30), loss="mse"),
+            data,
+            epochs=3,
+            samples_per_epoch=64,
+            stream=io.StringIO(),
+        )
+
+
+def test_early_stopping_stops():
+    # A zero learning rate never improves the loss: stop after 1 + patience epochs.
+    _, _, data = tiny_data()
+    history = fit(
+        tiny_model(keras.optimizers.SGD(0.0)),
+        data,
+        epochs=10,
+        samples_per_epoch=64,
+        early_stopping={"monitor": "loss", "patience": 2},
+        stream=io.StringIO(),
+    )
+    assert len(history) == 3
+
+
+class Interrupted(Exception):
+    """Stands for the job being killed."""
+
+
+class DyingModel(keras.Sequential):
+    """A model whose training step dies once `die_after_steps` steps are done, as a killed job."""
+
+    die_after_steps = None
+
+    def train_step(self, data):
+        if self.die_after_steps is not None and int(self.optimizer.iterations) >= self.die_after_steps:
+            raise Interrupted(f"killed after {int(self.optimizer.iterations)} steps")
+        return super().train_step(data)
+
+
+def test_resume_after_interruption(tmp_path):
+    x, y, data = tiny_data()
+    resume_dir = tmp_path / "resume"
+    keras.utils.set_random_seed(1)
+    first = DyingModel(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
+    # Eager steps, so the step can look at the step count in Python and die between epochs.
+    first.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        run_eagerly=True,
+    )
+    first.die_after_steps = 2 * 4  # two epochs of 4 batches
+    with pytest.raises(Interrupted, match="killed after 8 steps"):
+        fit(first, data, epochs=4, samples_per_epoch=64, resume_dir=resume_dir, stream=io.StringIO())
+    assert (resume_dir / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
+    after_two_epochs = first.get_weights()
+    # A second copy of the saved state, to check what a restart restores.
+    shutil.copytree(resume_dir, tmp_path / "copy")
+
+    stream = io.StringIO()
+    history = fit(
+        tiny_model(keras.optimizers.SGD(0.5), seed=2),
+        data,
+        epochs=4,
+        samples_per_epoch=64,
+        resume_dir=resume_dir,
+        stream=stream,
+    )
+    assert len(history) == 4
+    assert list(history.epoch) == [0, 1, 2, 3]
+    assert history.attrs["resumed_from_epoch"] == 2
+    assert np.isfinite(history.loss).all()
+    assert not resume_dir.exists()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == f"resuming after epoch 2 from {resume_dir}"
+    assert [line.split("  ")[0] for line in lines[1:]] == ["epoch 3/4", "epoch 4/4"]
+
+    # A restart asking for the 2 epochs already done trains nothing: it only restores the
+    # weights of the interrupted run into a freshly initialized model.
+    restarted = tiny_model(keras.optimizers.SGD(0.5), seed=3)
+    history = fit(
+        restarted, data, epochs=2, samples_per_epoch=64, resume_dir=tmp_path / "copy", stream=io.StringIO()
+    )
+    assert len(history) == 2
+    for restored, saved in zip(restarted.get_weights(), after_two_epochs, strict=True):
+        np.testing.assert_array_equal(restored, saved)
+
+
+def test_resume_dir_without_interruption(tmp_path):
+    _, _, data = tiny_data()
+    history = fit(
+        tiny_model(keras.optimizers.Adam(0.01)),
+        data,
+        epochs=2,
+        samples_per_epoch=64,
+        resume_dir=tmp_path / "resume",
+        stream=io.StringIO(),
+    )
+    assert list(history.epoch) == [0, 1]
+    assert history.attrs["resumed_from_epoch"] == 0
+    assert not (tmp_path / "resume").exists()
+    # The same columns as without resume_dir: no empty val_* ones without validation data.
+    assert sorted(history.columns) == ["accuracy", "epoch", "loss"]
