@@ -1,0 +1,369 @@
+"""The autoencoder family: decoders, corruptions, losses, validation, training and transfer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import yaml  # noqa: E402
+
+from selfsup import artifacts, downstream  # noqa: E402
+from selfsup.encoders import build_encoder  # noqa: E402
+from selfsup.pretext import get_method, reconstruction  # noqa: E402
+from selfsup.study import StudyError, check_study  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ENCODER = {"name": "small_cnn", "options": {"filters": [4, 8], "dense": [16]}}
+
+# (run name, method, options): every decoder and corruption at least once.
+RUNS = [
+    ("ae_conv", "autoencoder", {"decoder": "conv_transpose", "decoder_filters": [8, 4]}),
+    ("ae_upsampling", "autoencoder", {"decoder": "upsampling", "decoder_filters": [8]}),
+    ("ae_mlp", "autoencoder", {"decoder": "mlp", "decoder_units": [32]}),
+    ("dae_gaussian", "denoising_autoencoder", {"noise": "gaussian", "noise_level": 0.2}),
+    ("dae_masking", "denoising_autoencoder", {"noise": "masking", "noise_level": 0.3}),
+    ("inpaint_rect", "inpainting", {"region": "rectangle", "mask_fraction": 0.25}),
+    ("inpaint_patches", "inpainting", {"region": "patches", "patch_size": 4, "region_weight": 3.0}),
+    ("ae_linear_mse", "autoencoder", {"output_activation": "linear", "loss": "mse", "decoder_filters": [4]}),
+]
+
+
+def options_of(method: str, options: dict) -> dict:
+    module = get_method(method)
+    merged = {**module.OPTIONS, **options}
+    module.check(merged)
+    return merged
+
+
+def tiny_encoder(input_shape=(16, 16, 1)):
+    keras.utils.set_random_seed(0)
+    return build_encoder(ENCODER["name"], input_shape, **ENCODER["options"])
+
+
+def images(n=8, shape=(16, 16, 1), seed=0):
+    return np.random.default_rng(seed).random((n, *shape)).astype(np.float32)
+
+
+def load_study(path: Path, edit=None) -> dict:
+    """A study file as the workflow sees it: schema defaults filled, then check_study."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(path.read_text())
+    if edit:
+        edit(config)
+    validate(config, str(ROOT / "schemas" / "study.schema.yaml"))
+    return check_study(config)
+
+
+# --- decoders -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("image_shape", [(28, 28, 1), (32, 32, 3), (16, 16, 1)])
+@pytest.mark.parametrize("decoder", ["conv_transpose", "upsampling", "mlp"])
+@pytest.mark.parametrize("filters", [[8, 4], [8, 4, 4]])
+def test_decoder_returns_the_exact_input_shape(image_shape, decoder, filters):
+    # Three x2 stages overshoot 28 (4 -> 32): the crop must trim it back.
+    options = {**reconstruction.OPTIONS, "decoder": decoder, "decoder_filters": filters, "decoder_units": [8]}
+    model = reconstruction.build_decoder((16,), image_shape, options)
+    assert model.output_shape[1:] == image_shape
+    assert model.predict(np.zeros((2, 16), np.float32), verbose=0).shape == (2, *image_shape)
+
+
+def test_decoder_accepts_spatial_features():
+    # An encoder cut at a conv layer hands over feature maps, not a vector.
+    options = {**reconstruction.OPTIONS, "decoder_filters": [4]}
+    model = reconstruction.build_decoder((7, 7, 8), (28, 28, 1), options)
+    assert model.output_shape == (None, 28, 28, 1)
+
+
+@pytest.mark.parametrize("image_shape", [(28, 28, 1), (32, 32, 3)])
+def test_autoencoder_output_matches_input_shape(image_shape):
+    method = get_method("autoencoder")
+    model = method.build(tiny_encoder(image_shape), options_of("autoencoder", {}))
+    assert model.output_shape[1:] == image_shape
+
+
+def test_decoder_output_activation_follows_the_options():
+    for activation, loss in reconstruction.OUTPUT_LOSSES.items():
+        options = {**reconstruction.OPTIONS, "output_activation": activation, "loss": loss}
+        pixels = reconstruction.build_decoder((4,), (8, 8, 1), options).get_layer("pixels")
+        assert pixels.get_config()["activation"] == activation
+
+
+def test_autoencoder_rejects_a_code_as_wide_as_the_image():
+    encoder = build_encoder("mlp", (4, 4, 1), dense=[16])
+    with pytest.raises(ValueError, match="undercomplete"):
+        get_method("autoencoder").build(encoder, options_of("autoencoder", {}))
+
+
+# --- corruptions ----------------------------------------------------------------------
+
+
+SEED = tf.constant([3, 1], tf.int64)
+
+
+def test_gaussian_noise_stays_in_range_with_the_asked_strength():
+    x = np.full((4, 16, 16, 1), 0.5, np.float32)
+    noisy = reconstruction.gaussian_noise(x, 0.1, SEED).numpy()
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    assert np.std(noisy - x) == pytest.approx(0.1, rel=0.15)
+
+
+def test_masking_noise_zeroes_about_the_asked_fraction_and_keeps_the_rest():
+    x = images(8, (16, 16, 1)) + 0.1
+    masked = reconstruction.masking_noise(x, 0.3, SEED).numpy()
+    zeroed = masked == 0
+    assert zeroed.mean() == pytest.approx(0.3, abs=0.05)
+    np.testing.assert_array_equal(masked[~zeroed], x[~zeroed])
+
+
+def test_rectangle_mask_is_one_rectangle_of_the_asked_area():
+    mask = reconstruction.rectangle_mask(np.zeros((6, 16, 16, 1), np.float32), 0.25, SEED).numpy()
+    assert mask.shape == (6, 16, 16, 1)
+    for m in mask[..., 0]:
+        rows, cols = np.nonzero(m)
+        assert m.sum() == 8 * 8  # side sqrt(0.25) * 16
+        assert m[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
+
+
+def test_patch_mask_follows_the_patch_grid():
+    mask = reconstruction.patch_mask(np.zeros((4, 14, 14, 1), np.float32), 4, 0.5, SEED).numpy()[..., 0]
+    assert mask.shape == (4, 14, 14)
+    # Constant inside each 4x4 cell (the last, partial cells included).
+    for r in range(0, 14, 4):
+        for c in range(0, 14, 4):
+            cell = mask[:, r : r + 4, c : c + 4]
+            assert (cell == cell[:, :1, :1]).all()
+    assert 0 < mask.mean() < 1
+
+
+@pytest.mark.parametrize("region", ["rectangle", "patches"])
+def test_inpainting_fills_only_the_removed_region(region):
+    options = options_of("inpainting", {"region": region, "fill": 0.5})
+    x = images(4) * 0.4  # below the fill value, so the filled pixels are recognizable
+    corrupted, weights = get_method("inpainting").corrupt(tf.constant(x), options, SEED)
+    changed = corrupted.numpy() != x
+    assert weights is None
+    assert changed.any()
+    np.testing.assert_allclose(corrupted.numpy()[changed], 0.5)
+
+
+def test_corruptions_are_seeded():
+    x = tf.constant(images(4))
+    a = reconstruction.masking_noise(x, 0.5, SEED).numpy()
+    b = reconstruction.masking_noise(x, 0.5, SEED).numpy()
+    c = reconstruction.masking_noise(x, 0.5, tf.constant([4, 1], tf.int64)).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+
+
+def test_dataset_draws_new_noise_every_epoch_and_repeats_with_the_seed():
+    method = get_method("denoising_autoencoder")
+    options = options_of("denoising_autoencoder", {"noise": "masking", "noise_level": 0.5})
+    x = np.ones((4, 8, 8, 1), np.float32)  # every image alike, so only the noise differs
+
+    def epochs(seed):
+        data = method.dataset(x, None, options, 4, seed)
+        return [next(iter(data))[0].numpy() for _ in range(2)]
+
+    first, second = epochs(1)
+    assert (first != second).any()
+    np.testing.assert_array_equal(epochs(1)[0], first)
+    np.testing.assert_array_equal(next(iter(method.dataset(x, None, options, 4, 1)))[1], x)
+
+
+# --- losses ---------------------------------------------------------------------------
+
+
+def test_region_weights_favor_the_removed_region_with_mean_one():
+    mask = np.zeros((2, 4, 4, 1), np.float32)
+    mask[:, :2, :2] = 1  # a quarter of each image
+    weights = reconstruction.region_weights(tf.constant(mask), 4.0).numpy()
+    assert weights.shape == (2, 4, 4)
+    np.testing.assert_allclose(weights.mean(axis=(1, 2)), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(weights[:, 0, 0] / weights[:, 3, 3], 4.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "linear"])
+def test_weighted_reconstruction_loss_matches_numpy(activation):
+    # The loss fit() computes from (corrupted, target, weights) batches, against a hand-written one.
+    rng = np.random.default_rng(0)
+    target = rng.random((3, 6, 6, 2)).astype(np.float32)
+    output = rng.uniform(0.05, 0.95, (3, 6, 6, 2)).astype(np.float32)
+    mask = np.zeros((3, 6, 6, 1), np.float32)
+    mask[:, 1:4, 2:5] = 1
+    weights = reconstruction.region_weights(tf.constant(mask), 5.0).numpy()
+    loss_name = reconstruction.OUTPUT_LOSSES[activation]
+    # An identity model compiled like the pretext models: its loss on `output` is fit()'s loss.
+    model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Identity()])
+    model.compile(**reconstruction.compile_args({"loss": loss_name}))
+    got = model.evaluate(output, target, sample_weight=weights, batch_size=3, verbose=0, return_dict=True)[
+        "loss"
+    ]
+
+    if loss_name == "binary_crossentropy":
+        eps = keras.config.epsilon()
+        p = np.clip(output, eps, 1 - eps)
+        per_pixel = -(target * np.log(p) + (1 - target) * np.log(1 - p)).mean(axis=-1)
+    else:
+        per_pixel = ((target - output) ** 2).mean(axis=-1)
+    expected = (weights * per_pixel).mean()
+    assert got == pytest.approx(expected, rel=1e-5)
+    # Weighting toward the removed region changes the loss: the weights are really used.
+    assert got != pytest.approx(per_pixel.mean(), rel=1e-3)
+
+
+# --- validation, before any job runs ---------------------------------------------------
+
+
+def _with_pretext(method, options):
+    def edit(config):
+        config["pretext"] = {"recon": {"method": method, "options": options}}
+
+    return edit
+
+
+TINY = ROOT / "tests" / "data" / "tiny_autoencoders.yaml"
+
+
+@pytest.mark.parametrize("method", ["autoencoder", "denoising_autoencoder", "inpainting"])
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        ({"output_activation": "relu", "loss": "mse"}, "relu.*is not allowed.*zero gradient"),
+        ({"output_activation": "relu"}, "relu.*is not allowed"),
+        ({"output_activation": "sigmoid", "loss": "mse"}, "'sigmoid' goes with loss 'binary_crossentropy'"),
+        (
+            {"output_activation": "linear", "loss": "binary_crossentropy"},
+            "'linear' goes with loss 'mse'.*needs outputs in \\(0, 1\\)",
+        ),
+        ({"output_activation": "tanh", "loss": "mse"}, "output_activation must be sigmoid or linear"),
+        ({"decoder": "dense"}, "decoder must be one of conv_transpose, upsampling, mlp"),
+    ],
+)
+def test_check_study_rejects_unsound_decoder_options(method, options, reason):
+    with pytest.raises(StudyError, match=f"^pretext.recon.options: .*{reason}"):
+        load_study(TINY, _with_pretext(method, options))
+
+
+@pytest.mark.parametrize(
+    "method, options, reason",
+    [
+        ("denoising_autoencoder", {"noise": "salt"}, "noise must be gaussian or masking"),
+        ("denoising_autoencoder", {"noise": "masking", "noise_level": 1.5}, "fraction of pixels masked"),
+        ("denoising_autoencoder", {"noise": "gaussian", "noise_level": 0.0}, "standard deviation"),
+        ("inpainting", {"region": "circle"}, "region must be rectangle or patches"),
+        ("inpainting", {"mask_fraction": 1.0}, "mask_fraction"),
+        ("inpainting", {"region_weight": 0.0}, "region_weight"),
+        ("inpainting", {"noise_level": 0.3}, "unknown option"),
+    ],
+)
+def test_check_study_rejects_bad_corruption_options(method, options, reason):
+    with pytest.raises(StudyError, match=reason):
+        load_study(TINY, _with_pretext(method, options))
+
+
+def test_both_sound_pairs_pass_validation():
+    for activation, loss in reconstruction.OUTPUT_LOSSES.items():
+        study = load_study(
+            TINY, _with_pretext("autoencoder", {"output_activation": activation, "loss": loss})
+        )
+        assert study["pretext"]["recon"]["options"]["loss"] == loss
+
+
+@pytest.mark.parametrize("path", [ROOT / "studies" / "autoencoders.yaml", TINY])
+def test_study_presets_are_valid_and_share_one_encoder(path):
+    study = load_study(path)
+    methods = {entry["method"] for entry in study["pretext"].values()}
+    assert {"autoencoder", "denoising_autoencoder", "inpainting"} <= methods
+    assert {"supervised", "linear", "finetune"} <= set(study["downstream"]["protocols"])
+    assert any(p.startswith("partial_") for p in study["downstream"]["protocols"])
+    # Encoders are configured once per study, never per method.
+    assert all("encoder" not in entry for entry in study["pretext"].values())
+
+
+def test_reference_study_c_preset():
+    study = load_study(ROOT / "studies" / "autoencoders.yaml")
+    assert study["dataset"]["name"] == "fashion_mnist"
+    assert study["budgets"] == [100, 1000, "all"]
+    assert len(study["seeds"]) == 3
+    assert "rotation" in {entry["method"] for entry in study["pretext"].values()}
+    decoders = {
+        entry["options"]["decoder"] for entry in study["pretext"].values() if entry["method"] == "autoencoder"
+    }
+    assert "mlp" in decoders and decoders & {"conv_transpose", "upsampling"}
+
+
+# --- training and transfer --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run, method_name, options", RUNS, ids=[r[0] for r in RUNS])
+def test_method_trains_one_step_and_its_encoder_transfers(run, method_name, options, tmp_path):
+    method = get_method(method_name)
+    options = options_of(method_name, options)
+    encoder = tiny_encoder()
+    model = method.build(encoder, options)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), **method.compile_args(options))
+    x = images(8)
+    batch = next(iter(method.dataset(x, None, options, 8, seed=1)))
+    assert batch[0].shape == batch[1].shape == x.shape
+    before = [w.copy() for w in encoder.get_weights()]
+    logs = model.train_on_batch(*batch, return_dict=True) if len(batch) == 2 else None
+    if logs is None:
+        logs = model.train_on_batch(batch[0], batch[1], sample_weight=batch[2], return_dict=True)
+    assert np.isfinite(logs["loss"])
+    # The pretext model trains the very encoder object the pipeline saves.
+    assert any((a != b).any() for a, b in zip(before, encoder.get_weights(), strict=True))
+
+    shown = method.examples(model, x[:3], options, seed=1)
+    expected = ["input", "output"] if method_name == "autoencoder" else ["input", "corrupted", "output"]
+    assert list(shown) == expected
+    assert all(v.shape == (3, 16, 16, 1) for v in shown.values())
+    if "corrupted" in shown:
+        assert (shown["corrupted"] != shown["input"]).any()
+
+    path = tmp_path / "encoder.h5"
+    spec = {"name": ENCODER["name"], "input_shape": [16, 16, 1], "options": ENCODER["options"]}
+    artifacts.write_encoder(path, encoder, spec, {"method": method_name, "pretext": run})
+    loaded, _ = artifacts.read_encoder(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), encoder.predict(x, verbose=0), rtol=1e-6)
+    classifier = downstream.build_classifier(loaded, 4, "linear")
+    assert classifier.predict(x, verbose=0).shape == (8, 4)
+
+
+def test_compared_classifiers_have_equal_parameter_counts():
+    # Study C's table compares these; only what trains differs, never the architecture.
+    study = load_study(TINY)
+    protocols = study["downstream"]["protocols"]
+    method = get_method("autoencoder")
+    options = options_of("autoencoder", {})
+    pretrained = tiny_encoder()
+    method.build(pretrained, options)  # the pretext model wraps it; the classifier only needs the encoder
+    counts = {}
+    for protocol in protocols:
+        encoder = tiny_encoder() if protocol == "supervised" else pretrained
+        counts[protocol] = downstream.count_params(downstream.build_classifier(encoder, 4, protocol))
+    assert len({c["params"] for c in counts.values()}) == 1
+    trainable = {p: c["trainable_params"] for p, c in counts.items()}
+    assert trainable["linear"] < trainable["partial_2"] < trainable["finetune"] == trainable["supervised"]
+
+
+def test_partial_k_trains_the_head_and_the_last_k_encoder_layers():
+    encoder = tiny_encoder()  # conv1..conv4, dense1 carry weights
+    classifier = downstream.build_classifier(encoder, 4, "partial_2")
+    trainable = {layer.name for layer in encoder.layers if layer.trainable and layer.weights}
+    assert trainable == {"conv4", "dense1"}
+    head = classifier.get_layer("classes")
+    assert head.trainable
+    expected = sum(
+        int(np.prod(w.shape)) for name in ("conv4", "dense1") for w in encoder.get_layer(name).weights
+    )
+    expected += sum(int(np.prod(w.shape)) for w in head.weights)
+    assert downstream.count_params(classifier)["trainable_params"] == expected
