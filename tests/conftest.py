@@ -10,7 +10,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 # ../shared/data, next to the repository: real MNIST / Fashion-MNIST IDX files, when present.
@@ -27,12 +26,20 @@ def pytest_configure(config):
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def real_data_dir(name: str) -> Path:
-    """The folder of real IDX files of `name` (mnist, fashion-mnist), or skip the test."""
-    folder = SHARED_DATA / name
-    if not folder.is_dir():
-        pytest.skip(f"real data not available: {folder} does not exist (put the official IDX files there)")
-    return folder
+@pytest.fixture
+def real_data_dir():
+    """A function giving the folder of real IDX files of a dataset (mnist, fashion-mnist),
+    or skipping the test when it is absent."""
+
+    def find(name: str) -> Path:
+        folder = SHARED_DATA / name
+        if not folder.is_dir():
+            pytest.skip(
+                f"real data not available: {folder} does not exist (put the official IDX files there)"
+            )
+        return folder
+
+    return find
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +108,3 @@ _STUDY = {
 def study() -> dict:
     """A valid study dict (a fresh copy per test, so tests may edit it)."""
     return copy.deepcopy(_STUDY)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)

@@ -9,7 +9,6 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import real_data_dir
 
 from selfsup.data.sources import (
     IDX_DATASETS,
@@ -149,7 +148,7 @@ def test_load_dataset_dispatch(tmp_path):
 
 
 @pytest.mark.realdata
-def test_real_mnist():
+def test_real_mnist(real_data_dir):
     data = read_idx_folder(real_data_dir("mnist"), "mnist")
     assert data.x_train.shape == (60000, 28, 28, 1)
     assert data.x_test.shape == (10000, 28, 28, 1)
@@ -164,7 +163,7 @@ def test_real_mnist():
 
 
 @pytest.mark.realdata
-def test_real_fashion_mnist():
+def test_real_fashion_mnist(real_data_dir):
     data = read_idx_folder(real_data_dir("fashion-mnist"), "fashion_mnist")
     assert data.x_train.shape == (60000, 28, 28, 1)
     assert data.x_test.shape == (10000, 28, 28, 1)
@@ -176,7 +175,7 @@ def test_real_fashion_mnist():
 
 
 @pytest.mark.realdata
-def test_published_md5_of_official_fashion_label_files():
+def test_published_md5_of_official_fashion_label_files(real_data_dir):
     """The shared Fashion-MNIST label files are the official gz files (the images and
     MNIST files were recompressed there), so their bytes must hash to the published MD5s."""
     folder = real_data_dir("fashion-mnist")
@@ -284,3 +283,8 @@ def test_make_synthetic_has_ground_line_and_class_glyphs():
     distances = ((test[:, None, :] - train[None, :, :]) ** 2).sum(-1)
     predicted = data.y_train[distances.argmin(axis=1)]
     assert np.mean(predicted == data.y_test) > 0.8
+
+
+def test_missing_real_data_skips_with_reason(real_data_dir):
+    with pytest.raises(pytest.skip.Exception, match="real data not available: .*no-such-set does not exist"):
+        real_data_dir("no-such-set")
