@@ -86,8 +86,10 @@ def pretext_settings(wildcards):
     return PRETEXT[wildcards.method]
 
 
-def pseudo_label_options(wildcards):
-    return PRETEXT[wildcards.method]["options"]
+def pseudo_label_settings(wildcards):
+    """Only what pseudo-labels depend on, so that editing epochs or optimizer keeps them."""
+    entry = PRETEXT[wildcards.method]
+    return {"method": entry["method"], "options": entry["options"]}
 
 
 def pretext_inputs(wildcards):

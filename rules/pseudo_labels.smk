@@ -8,7 +8,7 @@ rule pseudo_labels:
     conda:
         "../envs/selfsup.yaml"
     params:
-        method=pretext_settings,
+        method=pseudo_label_settings,
         study=STUDY["study"],
         code=pseudo_label_code,
     script:

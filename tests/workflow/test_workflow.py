@@ -1,0 +1,257 @@
+"""Workflow properties, each checked by running Snakemake for real on a tiny study."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import (
+    REPO,
+    SNAKEMAKE,
+    copy_workflow,
+    job_counts,
+    load_study,
+    snakemake,
+    stale_jobs,
+    write_study,
+)
+
+from selfsup import artifacts
+
+pytestmark = pytest.mark.workflow
+
+STUDIES = sorted((REPO / "studies").glob("*.yaml")) + [REPO / "config.yaml"]
+REPORT_RULES = {"accuracy_table", "accuracy_figure", "class_probabilities", "all"}
+
+
+def test_lint_is_clean(tiny_workflow):
+    workdir, configfile, _ = tiny_workflow
+    result = snakemake(workdir, configfile, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda path: path.stem)
+def test_every_study_dry_runs(tmp_path, study):
+    result = snakemake(copy_workflow(tmp_path), study, "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["pretext"] >= 1 and counts["downstream"] >= 1 and counts["all"] == 1
+
+
+def test_full_run_produces_tables_and_figures(tiny_workflow):
+    workdir, _, _ = tiny_workflow
+    results = workdir / "results" / "tiny"
+    summary = pd.read_csv(results / "tables" / "accuracy.csv")
+    # 5 protocols (4 with the one pretext method, the baselines without) x 2 budgets, 2 seeds each.
+    assert len(summary) == 5 * 2
+    assert set(summary.seeds) == {2}
+    assert summary.test_mean.between(0, 1).all()
+    markdown = (results / "tables" / "accuracy.md").read_text()
+    assert "rotation + freeze_1" in markdown and "16 labels" in markdown and "±" in markdown
+    for figure in [
+        "accuracy_vs_labels.png",
+        "accuracy_vs_labels.svg",
+        "class_probabilities.png",
+        "pretext_examples_rotation.png",
+    ]:
+        assert (results / "figures" / figure).stat().st_size > 1000, figure
+
+
+def test_compared_classifiers_have_equal_size(tiny_workflow):
+    workdir, _, _ = tiny_workflow
+    runs = pd.read_csv(workdir / "results" / "tiny" / "tables" / "runs.csv")
+    assert runs.params.nunique() == 1
+    trainable = runs.groupby("protocol").trainable_params.first()
+    assert trainable["random"] == trainable["linear"] < trainable["freeze_1"] < trainable["finetune"]
+    assert trainable["finetune"] == trainable["supervised"] == runs.params.iloc[0]
+
+
+def test_nothing_is_stale_after_a_run(tiny_workflow):
+    workdir, configfile, _ = tiny_workflow
+    assert stale_jobs(workdir, configfile) == {}
+
+
+def test_training_jobs_declare_resources_and_tensorflow_follows_threads(tiny_workflow):
+    workdir, configfile, _ = tiny_workflow
+    result = snakemake(workdir, configfile, "--dry-run", "--forceall", "--cores", "2")
+    text = result.stdout
+    for rule in ("pretext", "downstream"):
+        block = text.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
+        assert "threads: 2" in block  # 8 declared, capped by --cores
+        assert "gpu=1" in block and "runtime=" in block and "mem_mb=" in block
+    metrics = json.loads((workdir / "results/tiny/runs/rotation/linear/n16/seed1/metrics.json").read_text())
+    assert metrics["intra_op_threads"] == metrics["inter_op_threads"] == 2
+    attrs = artifacts.read_attrs(workdir / "results/tiny/encoders/rotation/seed1/encoder.h5")
+    assert attrs["intra_op_threads"] == 2
+
+
+def edited(workdir: Path, name: str, change) -> Path:
+    """The tiny study with `change` applied, written to `workdir`/`name`."""
+    study = load_study("tiny_study.yaml")
+    change(study)
+    return write_study(workdir / name, study)
+
+
+def test_downstream_edit_reruns_only_downstream_and_report(tiny_workflow):
+    workdir, _, _ = tiny_workflow
+    config = edited(workdir, "downstream_edit.yaml", lambda s: s["downstream"].update(epochs=3))
+    counts = stale_jobs(workdir, config)
+    assert counts["downstream"] == 20
+    assert set(counts) == {"downstream"} | REPORT_RULES  # the example plot too: its runs changed
+
+
+def test_pretext_edit_reruns_pretext_and_what_follows_never_data(tiny_workflow):
+    workdir, _, _ = tiny_workflow
+    config = edited(workdir, "pretext_edit.yaml", lambda s: s["pretext"]["rotation"].update(epochs=3))
+    counts = stale_jobs(workdir, config)
+    assert counts["pretext"] == 2
+    # The runs that use the rotation encoder: 3 protocols x 2 budgets x 2 seeds; baselines stay.
+    assert counts["downstream"] == 12
+    assert set(counts) == {"pretext", "downstream", "pretext_examples"} | REPORT_RULES
+
+
+def test_adding_a_budget_adds_only_downstream_jobs(tiny_workflow):
+    workdir, _, _ = tiny_workflow
+    config = edited(workdir, "budget_edit.yaml", lambda s: s["budgets"].append(32))
+    counts = stale_jobs(workdir, config)
+    assert counts["downstream"] == 5 * 2  # every classifier, both seeds, the new budget only
+    assert set(counts) - {"downstream"} <= REPORT_RULES
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("downstream.py", {"downstream": 20}),
+        ("pretext/rotation.py", {"pseudo_labels": 2, "pretext": 2, "downstream": 12}),
+        ("report/figures.py", {"accuracy_table": 1, "accuracy_figure": 1}),
+        ("data/splits.py", {"split": 2, "pretext": 2, "downstream": 20}),
+    ],
+)
+def test_editing_library_code_makes_its_rules_stale(tmp_path, tiny_workflow, module, expected):
+    source, configfile, _ = tiny_workflow
+    workdir = tmp_path / "copy"
+    # Copy the finished run, metadata included, so only the edit can make jobs stale.
+    subprocess.run(["cp", "-a", str(source), str(workdir)], check=True)
+    with open(workdir / "selfsup" / module, "a") as f:
+        f.write("\n# an edit\n")
+    counts = stale_jobs(workdir, workdir / configfile.name)
+    for rule, count in expected.items():
+        assert counts.get(rule) == count, (rule, counts)
+    assert "prepare" not in counts
+
+
+def test_rerun_after_edit_uses_job_threads(tmp_path, tiny_workflow):
+    source, _, _ = tiny_workflow
+    workdir = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(source), str(workdir)], check=True)
+    config = edited(workdir, "downstream_edit.yaml", lambda s: s["downstream"].update(epochs=1))
+    target = "results/tiny/runs/none/supervised/n16/seed1/metrics.json"
+    result = snakemake(workdir, config, "--cores", "1", target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((workdir / target).read_text())
+    assert metrics["epochs_run"] == 1
+    assert metrics["intra_op_threads"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda s: s["pretext"]["rotation"].update(method="jigsaw"),
+            "pretext.rotation.method: unknown pretext method 'jigsaw'; choose one of",
+        ),
+        (lambda s: s["encoder"].update(name="resnet9000"), "encoder.name: unknown encoder 'resnet9000'"),
+        (lambda s: s.update(budgets=[16, 500]), "budgets: 500 labels exceed the labeled pool of 128"),
+        (lambda s: s["downstream"].update(epochz=3), "'epochz' was unexpected"),
+        (lambda s: s["downstream"].update(epochs="ten"), "'ten' is not of type 'integer'"),
+        (
+            lambda s: s["pretext"]["rotation"]["options"].update(rotations=3),
+            "pretext.rotation.options.rotations: expected str",
+        ),
+        (
+            lambda s: s["downstream"].update(protocols=["freeze_9"]),
+            "freeze_9: the encoder has only 4 conv layers",
+        ),
+    ],
+    ids=["method", "encoder", "budget", "unknown-key", "type", "option-type", "freeze-depth"],
+)
+def test_bad_study_fails_before_any_job(tmp_path, change, message):
+    workdir = copy_workflow(tmp_path)
+    config = edited(workdir, "bad.yaml", change)
+    result = snakemake(workdir, config, "--cores", "1")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_nan_loss_fails_with_message_and_leaves_no_output(tmp_path):
+    workdir = copy_workflow(tmp_path)
+
+    def diverge(study):
+        study["pretext"]["rotation"]["optimizer"] = {"name": "sgd", "learning_rate": 1.0e30}
+
+    config = edited(workdir, "nan.yaml", diverge)
+    encoder = workdir / "results/tiny/encoders/rotation/seed1/encoder.h5"
+    result = snakemake(workdir, config, "--cores", "2", str(encoder.relative_to(workdir)))
+    assert result.returncode != 0
+    log = (workdir / "logs/tiny/pretext/rotation/seed1.log").read_text()
+    assert "training diverged: loss became nan" in log
+    assert not encoder.exists()
+    assert not list(encoder.parent.glob("*.h5")) and not list(encoder.parent.glob("*.csv"))
+
+
+def test_killed_training_resumes_from_last_epoch(tmp_path):
+    workdir = copy_workflow(tmp_path)
+
+    def slow(study):
+        study["dataset"]["options"].update(n_train=2048)
+        study["split"] = {"labeled": [0, 128], "unlabeled": [128, 2048]}
+        study["pretext"]["rotation"]["epochs"] = 12
+        study["seeds"] = [1]
+
+    config = edited(workdir, "slow.yaml", slow)
+    encoder = "results/tiny/encoders/rotation/seed1/encoder.h5"
+    command = [
+        SNAKEMAKE,
+        "-s",
+        str(workdir / "Snakefile"),
+        "--configfile",
+        str(config),
+        "--cores",
+        "2",
+        encoder,
+    ]
+    process = subprocess.Popen(
+        command, cwd=workdir, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    progress = []
+    while time.time() < deadline and len(progress) < 3:
+        time.sleep(0.5)
+        progress = [
+            line
+            for history in (workdir / "results/tiny/encoders/rotation/seed1").glob(".resume-*/history.csv")
+            for line in history.read_text().splitlines()[1:]
+        ]
+        assert process.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (workdir / encoder).exists()
+
+    assert snakemake(workdir, config, "--unlock").returncode == 0
+    result = snakemake(workdir, config, "--cores", "2", encoder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (workdir / "logs/tiny/pretext/rotation/seed1.log").read_text()
+    assert "resuming after epoch" in log
+    attrs = artifacts.read_attrs(workdir / encoder)
+    assert attrs["resumed_from_epoch"] >= 3
+    history = pd.read_csv(workdir / "results/tiny/encoders/rotation/seed1/history.csv")
+    assert list(history.epoch) == list(range(12))
+    assert not list((workdir / "results/tiny/encoders/rotation/seed1").glob(".resume-*"))
