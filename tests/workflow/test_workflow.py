@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import (
+from smk import (
     REPO,
     SNAKEMAKE,
     copy_workflow,

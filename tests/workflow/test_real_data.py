@@ -1,0 +1,46 @@
+"""Study B's pipeline on real MNIST from ../shared/data, with reduced epochs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from smk import REPO, copy_workflow, snakemake, write_study
+
+from selfsup import artifacts
+
+MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+pytestmark = [
+    pytest.mark.workflow,
+    pytest.mark.realdata,
+    pytest.mark.skipif(not MNIST.is_dir(), reason=f"real MNIST files not found in {MNIST}"),
+]
+
+
+def test_rotnet_mnist_pipeline_on_real_mnist(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    study = yaml.safe_load((REPO / "studies" / "rotnet_mnist.yaml").read_text())
+    study["dataset"]["data_dir"] = str(MNIST)
+    study["seeds"] = [1]
+    study["pretext"]["rotation"]["epochs"] = 3
+    study["downstream"]["epochs"] = 5
+    config = write_study(workdir / "rotnet_mnist_quick.yaml", study)
+
+    result = snakemake(workdir, config, "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    results = workdir / "results" / "rotnet_mnist"
+    attrs = artifacts.read_attrs(results / "encoders/rotation/seed1/encoder.h5")
+    # 40,000 rotated digits: chance is 25 %; a working pretext is far above it.
+    assert attrs["final_metrics"]["accuracy"] > 0.8
+    summary = pd.read_csv(results / "tables" / "accuracy.csv")
+    assert set(zip(summary.method, summary.protocol, strict=True)) == {
+        ("rotation", "linear"),
+        ("none", "supervised"),
+        ("none", "random"),
+    }
+    assert (summary.n_labels == 1000).all()
+    # 300 test images, 10 classes: every classifier learns something from 1,000 labels.
+    assert (summary.test_mean > 0.3).all()
+    assert (results / "figures" / "pretext_examples_rotation.png").exists()
