@@ -255,3 +255,13 @@ def test_killed_training_resumes_from_last_epoch(tmp_path):
     history = pd.read_csv(workdir / "results/tiny/encoders/rotation/seed1/history.csv")
     assert list(history.epoch) == list(range(12))
     assert not list((workdir / "results/tiny/encoders/rotation/seed1").glob(".resume-*"))
+
+
+def test_snakemake_report_holds_tables_and_figures(tiny_workflow, tmp_path):
+    workdir, configfile, _ = tiny_workflow
+    report = tmp_path / "report.html"
+    result = snakemake(workdir, configfile, "--report", str(report))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text(errors="replace")
+    for name in ("accuracy.csv", "accuracy_vs_labels.png", "class_probabilities.png"):
+        assert name in html
