@@ -265,3 +265,13 @@ def test_snakemake_report_holds_tables_and_figures(tiny_workflow, tmp_path):
     html = report.read_text(errors="replace")
     for name in ("accuracy.csv", "accuracy_vs_labels.png", "class_probabilities.png"):
         assert name in html
+
+
+def test_slurm_profile_plans_the_same_dag_with_gpu_requests(tiny_workflow):
+    workdir, configfile, _ = tiny_workflow
+    local = snakemake(workdir, configfile, "--dry-run", "--forceall")
+    cluster = snakemake(workdir, configfile, "--profile", "profiles/slurm", "--dry-run", "--forceall")
+    assert cluster.returncode == 0, cluster.stderr[-3000:]
+    assert job_counts(cluster.stdout) == job_counts(local.stdout)
+    block = cluster.stdout.split("rule pretext:", 1)[1].split("\n\n", 1)[0]
+    assert "gpu=1" in block and "runtime=240" in block and "mem_mb=16000" in block
