@@ -59,6 +59,11 @@ def parse_args(argv=None):
     parser.add_argument("--test", type=int, default=10000, help="test images evaluated (the first N)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "autoencoders")
+    parser.add_argument(
+        "--snakemake-args",
+        default="",
+        help='extra Snakemake arguments, e.g. "--rerun-triggers mtime" to keep results a library edit made stale',
+    )
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "results" / "autoencoders.md")
     return parser.parse_args(argv)
 
@@ -114,6 +119,7 @@ def run_workflow(study: dict, args) -> tuple[float, list[str]]:
         f"pretext={args.cores}",
         "downstream=1",
         "--rerun-incomplete",
+        *shlex.split(args.snakemake_args),
     ]
     print("running:", shlex.join(command), f"(in {args.out})", flush=True)
     start = time.perf_counter()
