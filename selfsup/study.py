@@ -15,7 +15,7 @@ import json
 
 from selfsup.data.sources import DataError, make_synthetic
 
-# (train size, test size, image shape) of each source, known without loading it.
+# The synthetic source's sizes come from its own defaults, so the two cannot disagree.
 _SYNTHETIC_DEFAULTS = {p.name: p.default for p in inspect.signature(make_synthetic).parameters.values()}
 
 
@@ -24,6 +24,7 @@ class StudyError(ValueError):
 
 
 def dataset_shape(dataset: dict) -> tuple[int, int, tuple[int, int, int]]:
+    """(train size, test size, image shape) of a dataset, known without loading it."""
     name = dataset["name"]
     if name in ("mnist", "fashion_mnist"):
         return 60000, 10000, (28, 28, 1)

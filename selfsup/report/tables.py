@@ -6,8 +6,6 @@ import json
 
 import pandas as pd
 
-RUN_COLUMNS = ["method", "protocol", "budget", "n_labels", "seed", "test_accuracy", "train_accuracy"]
-
 
 def collect(metrics_paths) -> pd.DataFrame:
     """One row per downstream run, from its metrics.json."""
