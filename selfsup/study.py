@@ -96,7 +96,11 @@ def check_study(config: dict) -> dict:
     except KeyError as err:
         raise StudyError(f"encoder.name: {err.args[0]}") from None
     encoder["options"] = check_options("encoder.options", encoder.get("options", {}), defaults)
-    model = encoders.build_encoder(encoder["name"], image_shape, **encoder["options"])
+
+    def build_encoder():
+        return encoders.build_encoder(encoder["name"], image_shape, **encoder["options"])
+
+    model = build_encoder()
 
     for name, entry in study["pretext"].items():
         entry.setdefault("method", name)
@@ -105,11 +109,14 @@ def check_study(config: dict) -> dict:
         except KeyError as err:
             raise StudyError(f"pretext.{name}.method: {err.args[0]}") from None
         entry["options"] = check_options(f"pretext.{name}.options", entry.get("options", {}), method.OPTIONS)
-        if hasattr(method, "check"):
-            try:
+        try:
+            if hasattr(method, "check"):
                 method.check(entry["options"])
-            except ValueError as err:
-                raise StudyError(f"pretext.{name}.options: {err}") from None
+            # Building the model is cheap and catches what only the encoder's shapes
+            # reveal (an autoencoder code as wide as the image), before any job runs.
+            method.build(build_encoder(), entry["options"])
+        except ValueError as err:
+            raise StudyError(f"pretext.{name}.options: {err}") from None
 
     settings = study["downstream"]
     protocols = settings["protocols"]

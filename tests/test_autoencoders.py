@@ -270,6 +270,16 @@ def test_check_study_rejects_bad_corruption_options(method, options, reason):
         load_study(TINY, _with_pretext(method, options))
 
 
+def test_check_study_rejects_a_code_as_wide_as_the_image():
+    # Only the built model knows the code size, so validation builds it.
+    def edit(config):
+        _with_pretext("autoencoder", {})(config)
+        config["encoder"] = {"name": "mlp", "options": {"dense": [1024]}}
+
+    with pytest.raises(StudyError, match="^pretext.recon.options: autoencoder: .*undercomplete"):
+        load_study(TINY, edit)
+
+
 def test_both_sound_pairs_pass_validation():
     for activation, loss in reconstruction.OUTPUT_LOSSES.items():
         study = load_study(

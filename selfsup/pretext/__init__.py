@@ -6,7 +6,9 @@ A method module provides:
 - `pseudo_labels(num_images, options, seed) -> (positions, labels)` (optional): the
   labels its own workflow rule generates before training;
 - `build(encoder, options) -> keras.Model`: the pretext model around `encoder`, with
-  its loss and metrics set by `compile_args(options)`;
+  its loss and metrics set by `compile_args(options)`; study validation builds it
+  once, so a ValueError here (options that do not fit the encoder) stops the study
+  before any job runs;
 - `dataset(images, pseudo, options, batch_size, seed) -> tf.data.Dataset`: training
   batches from float images in [0, 1] (and the pseudo-labels, when it has them);
 - `examples(model, images, options, seed) -> dict[str, array]`: what the trained model
