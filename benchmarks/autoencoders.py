@@ -93,7 +93,7 @@ def derive_study(args) -> dict:
     for name, entry in study["pretext"].items():
         entry["epochs"] = args.pretext_epochs
         options = entry.setdefault("options", {})
-        if entry.get("method", name) in RECONSTRUCTION:
+        if entry.get("method", name) in RECONSTRUCTION and options.get("decoder") != "mlp":
             # Narrower decoders to match the narrower encoder; they cost as much as it does.
             options["decoder_filters"] = [args.filters[-1], args.filters[0]]
     downstream = study["downstream"]
