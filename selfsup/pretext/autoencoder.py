@@ -8,16 +8,13 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 
 from selfsup.pretext import reconstruction
 
 OPTIONS = dict(reconstruction.OPTIONS)
 SHARED_CODE = ("pretext/reconstruction.py",)
-
-
-def check(options: dict) -> None:
-    reconstruction.check(options)
+check = reconstruction.check
+_build, compile_args, dataset, examples = reconstruction.method_functions("autoencoder", corrupt=None)
 
 
 def build(encoder: keras.Model, options: dict) -> keras.Model:
@@ -29,16 +26,4 @@ def build(encoder: keras.Model, options: dict) -> keras.Model:
             f"autoencoder: the encoder's code has {code} values for {pixels} pixels; an undercomplete "
             "autoencoder needs fewer (use denoising_autoencoder or inpainting for wide codes)"
         )
-    return reconstruction.build(encoder, options, name="autoencoder")
-
-
-def compile_args(options: dict) -> dict:
-    return reconstruction.compile_args(options)
-
-
-def dataset(images: np.ndarray, pseudo, options: dict, batch_size: int, seed: int):
-    return reconstruction.dataset(images, None, options, batch_size, seed)
-
-
-def examples(model: keras.Model, images: np.ndarray, options: dict, seed: int) -> dict:
-    return reconstruction.examples(model, images, None, options, seed)
+    return _build(encoder, options)

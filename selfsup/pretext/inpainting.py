@@ -5,9 +5,6 @@ Pathak et al., "Context Encoders: Feature Learning by Inpainting", CVPR 2016.
 
 from __future__ import annotations
 
-import keras
-import numpy as np
-
 from selfsup.pretext import reconstruction
 
 OPTIONS = {
@@ -52,17 +49,4 @@ def corrupt(images, options: dict, seed):
     return corrupted, weights
 
 
-def build(encoder: keras.Model, options: dict) -> keras.Model:
-    return reconstruction.build(encoder, options, name="inpainting")
-
-
-def compile_args(options: dict) -> dict:
-    return reconstruction.compile_args(options)
-
-
-def dataset(images: np.ndarray, pseudo, options: dict, batch_size: int, seed: int):
-    return reconstruction.dataset(images, corrupt, options, batch_size, seed)
-
-
-def examples(model: keras.Model, images: np.ndarray, options: dict, seed: int) -> dict:
-    return reconstruction.examples(model, images, corrupt, options, seed)
+build, compile_args, dataset, examples = reconstruction.method_functions("inpainting", corrupt)

@@ -230,3 +230,22 @@ def examples(model: keras.Model, images: np.ndarray, corrupt, options: dict, see
     corrupted, _ = corrupt(tf.constant(images), options, tf.constant([seed, seed], tf.int64))
     corrupted = np.asarray(corrupted)
     return {"input": images, "corrupted": corrupted, "output": model.predict(corrupted, verbose=0)}
+
+
+def method_functions(name: str, corrupt):
+    """`build`, `compile_args`, `dataset` and `examples` of a reconstruction method.
+
+    The methods of this family differ only in their name and their `corrupt` (None for
+    none), so each module gets its registry functions here instead of forwarding each.
+    """
+
+    def build_method(encoder: keras.Model, options: dict) -> keras.Model:
+        return build(encoder, options, name=name)
+
+    def method_dataset(images: np.ndarray, pseudo, options: dict, batch_size: int, seed: int):
+        return dataset(images, corrupt, options, batch_size, seed)
+
+    def method_examples(model: keras.Model, images: np.ndarray, options: dict, seed: int) -> dict:
+        return examples(model, images, corrupt, options, seed)
+
+    return build_method, compile_args, method_dataset, method_examples
