@@ -6,7 +6,7 @@ log_to(snakemake.log[0])
 from pathlib import Path
 
 from selfsup import training
-from selfsup.jobs import digest, write_json
+from selfsup.jobs import resume_dir, write_json
 from selfsup.pipeline import train_downstream
 
 seed = int(snakemake.wildcards.seed)
@@ -21,7 +21,7 @@ metrics, history = train_downstream(
     settings=settings,
     budget=snakemake.wildcards.budget,
     seed=seed,
-    resume_dir=metrics_path.parent / f".resume-{digest(settings)}",
+    resume_dir=resume_dir(metrics_path.parent, list(snakemake.params), snakemake.input),
 )
 metrics.update(study=snakemake.params.study, method=snakemake.wildcards.method, seed=seed)
 history.to_csv(snakemake.output.history, index=False)

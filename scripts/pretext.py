@@ -6,7 +6,7 @@ log_to(snakemake.log[0])
 from pathlib import Path
 
 from selfsup import training
-from selfsup.jobs import digest
+from selfsup.jobs import resume_dir
 from selfsup.pipeline import train_pretext
 
 seed = int(snakemake.wildcards.seed)
@@ -24,5 +24,5 @@ train_pretext(
     encoder_path=encoder_path,
     history_path=snakemake.output.history,
     examples_path=snakemake.output.examples,
-    resume_dir=encoder_path.parent / f".resume-{digest([settings, snakemake.params.encoder])}",
+    resume_dir=resume_dir(encoder_path.parent, list(snakemake.params), snakemake.input),
 )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
+from pathlib import Path
 
 
 def log_to(path: str | os.PathLike) -> None:
@@ -28,3 +30,24 @@ def write_json(path: str | os.PathLike, value) -> None:
     with open(partial, "w") as f:
         json.dump(value, f, indent=2, sort_keys=True)
     os.replace(partial, path)
+
+
+def resume_dir(output_dir: str | os.PathLike, settings, inputs) -> Path:
+    """The folder where a training job keeps its state after each epoch.
+
+    Its name is a hash of everything the run depends on: `settings` (the job's params,
+    code fingerprint included) and its input files, known by size and modification
+    time, which change whenever Snakemake rewrites them. So a killed job resumes only
+    when nothing upstream changed; after a re-run pretext model or a new split it starts
+    afresh. Folders under other names hold runs that can never resume and are removed.
+    """
+    output_dir = Path(output_dir)
+    files = []
+    for path in sorted(str(p) for p in inputs):
+        stat = os.stat(path)
+        files.append([path, stat.st_size, stat.st_mtime_ns])
+    folder = output_dir / f".resume-{digest([settings, files])}"
+    for stale in output_dir.glob(".resume-*"):
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
+    return folder
