@@ -1,0 +1,194 @@
+"""Official dataset archives: checksums, safe extraction, and finding the extracted files.
+
+A format spec is one of the dicts of `selfsup.data.formats` (CIFAR10, CIFAR100, STL10):
+"folder" (what the archive extracts to), "archive" (its file name), "md5", "url", and
+"files" (member name -> full-size byte count, or None for text files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+
+from selfsup.data.dataset import DataError
+
+BLOCK = 1 << 20
+
+
+def md5sum(path: str | Path) -> str:
+    """The MD5 hex digest of a file, read 1 MiB at a time."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_md5(path: str | Path, expected: str, option: str = "dataset.data_dir") -> None:
+    """Raise DataError unless the file's MD5 is `expected`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"missing {path} (expected MD5 {expected}); put the official file there or set {option}"
+        )
+    actual = md5sum(path)
+    if actual != expected.lower():
+        raise DataError(
+            f"{path} has MD5 {actual}, expected {expected} (the published checksum): the file is "
+            f"corrupt or not the official one; replace it with the official file, or set {option} "
+            f"to a folder that holds it"
+        )
+
+
+def _check_member(member: tarfile.TarInfo, root: Path, archive_path: Path) -> None:
+    name = member.name
+    if name.startswith(("/", "\\")) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
+        raise DataError(f"{archive_path}: refusing member {name!r}, an absolute path")
+    target = (root / name).resolve()
+    if target != root and root not in target.parents:
+        raise DataError(f"{archive_path}: refusing member {name!r}, which would land outside {root}")
+    if not (member.isreg() or member.isdir()):
+        if member.issym():
+            kind = "a symlink"
+        elif member.islnk():
+            kind = "a hard link"
+        elif member.isfifo():
+            kind = "a fifo"
+        elif member.isdev():
+            kind = "a device"
+        else:
+            kind = "not a regular file or folder"
+        raise DataError(f"{archive_path}: refusing member {name!r}, {kind}")
+
+
+def _complete_copy(new: Path, old: Path) -> bool:
+    """Whether `old` already holds every file of `new` with the same size."""
+    if not old.is_dir():
+        return False
+    for path in new.rglob("*"):
+        twin = old / path.relative_to(new)
+        if path.is_file() and (not twin.is_file() or twin.stat().st_size != path.stat().st_size):
+            return False
+    return True
+
+
+def safe_extract(archive_path: str | Path, dest: str | Path) -> Path:
+    """Extract a .tar.gz into `dest`, refusing links, devices and paths that leave `dest`; returns `dest`.
+
+    Members go to a temporary folder inside `dest` first and each top-level entry is
+    renamed into place only once the whole archive is out, so an interrupted or refused
+    extraction never leaves a folder that looks complete.
+    """
+    archive_path, dest = Path(archive_path), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".extracting-", dir=dest))
+    try:
+        root = staging.resolve()
+        try:
+            with tarfile.open(archive_path, "r:gz") as tar:
+                # One pass, checking each member before it is written: listing the members
+                # first would decompress a large archive twice.
+                for member in tar:
+                    _check_member(member, root, archive_path)
+                    if hasattr(tarfile, "data_filter"):
+                        tar.extract(member, root, filter="data")
+                    else:
+                        tar.extract(member, root)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+            # FilterError: what tarfile's own "data" filter refuses (Python 3.11.4+).
+            if isinstance(error, getattr(tarfile, "FilterError", ())):
+                raise DataError(f"{archive_path}: refusing member: {error}") from None
+            raise DataError(f"could not extract {archive_path} into {dest}: {error}") from None
+        for entry in sorted(root.iterdir()):
+            _move_into_place(entry, dest / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _move_into_place(entry: Path, target: Path) -> None:
+    if target.exists() or target.is_symlink():
+        # Another job may have extracted the same archive meanwhile: keep its copy if whole,
+        # since a reader may already hold it open.
+        if _complete_copy(entry, target):
+            return
+        stale = target.with_name(f".stale-{target.name}-{os.getpid()}")
+        os.rename(target, stale)
+        os.rename(entry, target)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        return
+    os.rename(entry, target)
+
+
+def _missing(directory: Path, spec: dict) -> list[str]:
+    return [name for name in spec["files"] if not (directory / name).is_file()]
+
+
+def locate(
+    folder: str | Path,
+    spec: dict,
+    work_dir: str | Path,
+    option: str = "dataset.data_dir",
+    expected_md5: str | None = None,
+) -> Path:
+    """The folder holding the extracted files of `spec`, extracting its archive from `folder` if need be.
+
+    Looks for `folder/<spec folder>/<member>` or `folder/<member>`, then for
+    `folder/<archive>`, which is MD5-checked and extracted into `work_dir` (once).
+    """
+    folder, work_dir = Path(folder), Path(work_dir)
+    expected_md5 = expected_md5 or spec["md5"]
+    extracted = folder / spec["folder"]
+    for candidate in (extracted, folder):
+        if candidate.is_dir() and not _missing(candidate, spec):
+            return candidate
+    archive_path = folder / spec["archive"]
+    if archive_path.is_file():
+        check_md5(archive_path, expected_md5, option)
+        target = work_dir / spec["folder"]
+        if not _missing(target, spec):
+            return target
+        safe_extract(archive_path, work_dir)
+        missing = _missing(target, spec)
+        if missing:
+            raise DataError(
+                f"{archive_path} passed its MD5 check but did not extract to {target} with "
+                f"{', '.join(missing)}"
+            )
+        return target
+    partial = ""
+    if extracted.is_dir():
+        partial = f" ({extracted} exists but lacks {', '.join(_missing(extracted, spec))})"
+    raise DataError(
+        f"no {spec['folder']} data in {folder}{partial}: looked for the archive {archive_path} "
+        f"(MD5 {expected_md5}, from {spec['url']}) and for its extracted folder {extracted}; "
+        f"put either there, or set {option} to the folder that holds them"
+    )
+
+
+def check_full_size(directory: str | Path, spec: dict) -> None:
+    """Raise DataError naming every member whose byte size differs from the official full-size file."""
+    directory = Path(directory)
+    wrong = []
+    for name, size in spec["files"].items():
+        path = directory / name
+        if size is None:
+            continue
+        if not path.is_file():
+            wrong.append(f"{path} is missing (expected {size} bytes)")
+        elif path.stat().st_size != size:
+            wrong.append(f"{path} has {path.stat().st_size} bytes, the official file has {size}")
+    if wrong:
+        raise DataError(
+            f"{spec['folder']} is not the full official data set: "
+            + "; ".join(wrong)
+            + f" (official archive {spec['archive']}, MD5 {spec['md5']})"
+        )
