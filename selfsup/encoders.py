@@ -2,7 +2,8 @@
 
 An encoder maps images to features and is the part every stage shares: pretext
 methods put their own head on it, downstream protocols put a classifier head on it.
-Layers are named (conv1, pool1, ..., flatten, dense1) so studies can point at them:
+Layers are named (conv1, pool1, ..., flatten, dense1; resnet by stage and block, see
+its docstring) so studies can point at them:
 `downstream.feature_layer` cuts the encoder after a named layer, and the freeze_k /
 partial_k protocols count conv and weighted layers.
 """
@@ -10,6 +11,7 @@ partial_k protocols count conv and weighted layers.
 from __future__ import annotations
 
 import inspect
+import math
 
 import keras
 from keras import layers
@@ -79,8 +81,71 @@ def mlp(input_shape, dense: list = (256, 128), dropout: float = 0.0):
     return keras.Model(inputs, x, name="encoder")
 
 
+def _resnet_conv(x, filters, kernel, stride, l2, name):
+    return layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding="same",
+        kernel_initializer="he_normal",
+        kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
+        name=name,
+    )(x)
+
+
+def resnet(input_shape, n: int = 3, filters: int = 16, l2: float = 1e-4, pool_size: int = 8):
+    """ResNet v1 of depth 6n+2 (ResNet-20 at n=3), as resnet_v1 of the Keras CIFAR-10 example.
+
+    A 3x3 conv + BN + ReLU stem, then three stages of n basic blocks with `filters`,
+    2*`filters` and 4*`filters` filters; the first block of stages 2 and 3 halves the
+    resolution and projects its shortcut with a strided 1x1 conv (without BN, as in the
+    example). Then average pooling over `pool_size` and flatten: the encoder ends there.
+    Every conv has an L2(`l2`) kernel penalty, which reaches training through
+    `model.losses`.
+
+    Layer names: conv1, bn1, relu1 (stem); then for stage s and block b,
+    stage{s}_block{b}_conv1, _bn1, _relu1, _conv2, _bn2, _shortcut (projection blocks
+    only), _add, _relu; then pool, flatten. So freeze_1 freezes the stem conv, and
+    feature_layer: stage2_block3_relu cuts after the second stage.
+    """
+    n, filters, pool_size = int(n), int(filters), int(pool_size)
+    if n < 1:
+        raise ValueError(f"resnet: n must be at least 1 (depth 6n+2), got {n}")
+    # Same-padded stride-2 convs round up: two of them take H to ceil(ceil(H/2)/2).
+    height, width = (math.ceil(math.ceil(size / 2) / 2) for size in input_shape[:2])
+    if min(height, width) < pool_size:
+        smallest = 4 * (pool_size - 1) + 1
+        raise ValueError(
+            f"resnet: the last feature map of {input_shape[0]}x{input_shape[1]} images is "
+            f"{height}x{width}, smaller than pool_size {pool_size}; set the encoder option "
+            f"pool_size to at most {min(height, width)}, or use images of at least {smallest}x{smallest}"
+        )
+    inputs = keras.Input(input_shape, name="image")
+    x = _resnet_conv(inputs, filters, 3, 1, l2, "conv1")
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.Activation("relu", name="relu1")(x)
+    for stage in range(1, 4):
+        stage_filters = filters * 2 ** (stage - 1)
+        for block in range(1, n + 1):
+            name = f"stage{stage}_block{block}"
+            stride = 2 if stage > 1 and block == 1 else 1
+            y = _resnet_conv(x, stage_filters, 3, stride, l2, f"{name}_conv1")
+            y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+            y = layers.Activation("relu", name=f"{name}_relu1")(y)
+            y = _resnet_conv(y, stage_filters, 3, 1, l2, f"{name}_conv2")
+            y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+            if stride > 1:
+                x = _resnet_conv(x, stage_filters, 1, stride, l2, f"{name}_shortcut")
+            x = layers.Add(name=f"{name}_add")([x, y])
+            x = layers.Activation("relu", name=f"{name}_relu")(x)
+    x = layers.AveragePooling2D(pool_size, name="pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, x, name="encoder")
+
+
 ENCODERS = {
     "mlp": mlp,
+    "resnet": resnet,
     "rotnet_fashion_mnist": rotnet_fashion_mnist,
     "rotnet_mnist": rotnet_mnist,
     "small_cnn": small_cnn,

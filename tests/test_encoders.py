@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from selfsup.downstream import apply_protocol
 from selfsup.encoders import (
     ENCODERS,
     build_encoder,
@@ -15,17 +16,21 @@ from selfsup.encoders import (
     weighted_layers,
 )
 
+# Encoders whose layers are numbered in one sequence (conv1, conv2, ...); resnet names
+# its layers by stage and block instead, and needs larger images at its defaults.
+SEQUENTIAL = sorted(set(ENCODERS) - {"resnet"})
+
 
 def test_unknown_encoder_lists_choices():
     with pytest.raises(KeyError) as err:
-        get_builder("resnet")
+        get_builder("resnet50")
     message = err.value.args[0]
-    assert "unknown encoder 'resnet'" in message
+    assert "unknown encoder 'resnet50'" in message
     for name in ENCODERS:
         assert name in message
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", SEQUENTIAL)
 def test_every_encoder_builds_with_numbered_layer_names(name):
     encoder = build_encoder(name, (28, 28, 1))
     assert encoder.name == "encoder"
@@ -123,3 +128,85 @@ def test_rotnet_mnist_is_study_b_network():
     assert encoder.get_layer("pool2").output.shape == (None, 3, 3, 32)
     assert encoder.output_shape == (None, 2 * 2 * 16)
     assert encoder.count_params() == (9 * 64 + 64) + (9 * 64 * 32 + 32) + (9 * 32 * 16 + 16)
+
+
+def conv_params(kernel, inputs, filters):
+    return kernel * kernel * inputs * filters + filters
+
+
+def test_resnet20_matches_the_keras_cifar10_example():
+    encoder = build_encoder("resnet", (32, 32, 3))
+    assert encoder_options("resnet") == {"n": 3, "filters": 16, "l2": 1e-4, "pool_size": 8}
+    assert encoder.name == "encoder"
+    # 32 -> 32 -> 16 -> 8, average-pooled over 8x8: one 64-channel vector.
+    assert encoder.get_layer("stage3_block3_relu").output.shape == (None, 8, 8, 64)
+    assert encoder.output_shape == (None, 64)
+    # 19 3x3 convs and 2 projection shortcuts, each with an L2 penalty.
+    assert len(conv_layers(encoder)) == 6 * 3 + 1 + 2
+    assert len(encoder.losses) == 21
+    for layer in conv_layers(encoder):
+        assert layer.padding == "same"
+        assert layer.kernel_regularizer.l2 == pytest.approx(1e-4)
+    bn = 4 * 16  # gamma, beta, moving mean and variance per channel
+    stem = conv_params(3, 3, 16) + bn
+    stage1 = 3 * 2 * (conv_params(3, 16, 16) + bn)
+    stage2 = (
+        conv_params(3, 16, 32) + conv_params(1, 16, 32) + (2 * 3 - 1) * conv_params(3, 32, 32) + 6 * 2 * bn
+    )
+    stage3 = (
+        conv_params(3, 32, 64) + conv_params(1, 32, 64) + (2 * 3 - 1) * conv_params(3, 64, 64) + 6 * 4 * bn
+    )
+    assert encoder.count_params() == stem + stage1 + stage2 + stage3 == 273_792
+    # With the example's Dense(10) head: 274,442 parameters, the figure it publishes.
+    inputs = keras.Input((32, 32, 3))
+    head = keras.layers.Dense(10, activation="softmax", kernel_initializer="he_normal")
+    assert keras.Model(inputs, head(encoder(inputs))).count_params() == 274_442 == 273_792 + 64 * 10 + 10
+
+
+def test_resnet_layer_names_and_blocks():
+    encoder = build_encoder("resnet", (16, 16, 3), n=1, filters=4, pool_size=4)
+    names = [layer.name for layer in encoder.layers]
+    assert names[:4] == ["image", "conv1", "bn1", "relu1"]
+    assert names[-2:] == ["pool", "flatten"]
+    for stage in (1, 2, 3):
+        for part in ("conv1", "bn1", "relu1", "conv2", "bn2", "add", "relu"):
+            assert f"stage{stage}_block1_{part}" in names
+    # Only the blocks that halve the resolution project their shortcut, with no BN after it.
+    assert [name for name in names if name.endswith("shortcut")] == [
+        "stage2_block1_shortcut",
+        "stage3_block1_shortcut",
+    ]
+    shortcut = encoder.get_layer("stage3_block1_shortcut")
+    assert shortcut.kernel_size == (1, 1) and shortcut.strides == (2, 2)
+    assert [layer.filters for layer in conv_layers(encoder)] == [4, 4, 4, 8, 8, 8, 16, 16, 16]
+    # 16 -> 16 -> 8 -> 4, pooled over 4x4: the 16 channels of stage 3.
+    assert encoder.get_layer("stage3_block1_relu").output.shape == (None, 4, 4, 16)
+    assert encoder.output_shape == (None, 16)
+    features = encoder(np.zeros((2, 16, 16, 3), dtype=np.float32))
+    assert features.shape == (2, 16)
+
+
+def test_resnet_rejects_images_too_small_for_its_pooling():
+    with pytest.raises(ValueError) as err:
+        build_encoder("resnet", (28, 28, 1))
+    message = str(err.value)
+    # 28 -> 14 -> 7 after the two strided stages.
+    assert "7x7, smaller than pool_size 8" in message
+    assert "pool_size to at most 7" in message and "at least 29x29" in message
+    build_encoder("resnet", (28, 28, 1), n=1, filters=4, pool_size=7)
+    build_encoder("resnet", (29, 29, 1), n=1, filters=4)
+
+
+def test_resnet_without_weight_decay_has_no_losses():
+    assert build_encoder("resnet", (16, 16, 1), n=1, filters=4, pool_size=4, l2=0).losses == []
+
+
+def test_resnet_protocols():
+    encoder = build_encoder("resnet", (16, 16, 3), n=1, filters=4, pool_size=4)
+    apply_protocol(encoder, "freeze_1")
+    frozen = [layer.name for layer in encoder.layers if not layer.trainable]
+    assert frozen == ["image", "conv1"]
+    apply_protocol(encoder, "partial_1")
+    trainable = [layer.name for layer in encoder.layers if layer.trainable]
+    # The last layer with weights is the last block's second BN; after it only weightless layers.
+    assert trainable == ["stage3_block1_bn2", "stage3_block1_add", "stage3_block1_relu", "pool", "flatten"]
