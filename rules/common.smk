@@ -5,6 +5,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from selfsup import downstream as protocols
+from selfsup.data import sources
+from selfsup.jobs import digest
 from selfsup.pretext import get_method, has_pseudo_labels
 from selfsup.study import StudyError, check_study, downstream_settings
 
@@ -41,36 +43,58 @@ def code_fingerprint(*modules):
 # --- data ---------------------------------------------------------------------
 
 
-IDX_STEMS = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-]
+SOURCE = sources.get_source(DATASET)
+DATASET_OPTIONS = STUDY["dataset"]["options"]
+# One prepared file per source and options: studies that share them share the file.
+DATA_KEY = (
+    DATASET
+    if DATASET_OPTIONS == SOURCE.options
+    else f"{DATASET}-{digest(DATASET_OPTIONS)[:8]}"
+)
+DOWNLOAD_DIR = f"resources/{DATASET}"
 
 
 def download_needed():
-    return DATASET in ("mnist", "fashion_mnist") and not STUDY["dataset"]["data_dir"]
+    return SOURCE.needs_files and not STUDY["dataset"]["data_dir"]
 
 
 def prepare_inputs(wildcards):
-    if download_needed():
-        return expand("resources/{dataset}/{stem}.gz", dataset=DATASET, stem=IDX_STEMS)
-    return []
+    return rules.download.output if download_needed() else []
 
 
 def dataset_source(wildcards):
-    folder = STUDY["dataset"]["data_dir"]
-    if download_needed():
-        folder = f"resources/{DATASET}"
+    folder = DOWNLOAD_DIR if download_needed() else STUDY["dataset"]["data_dir"]
+    return {"name": DATASET, "folder": folder, "options": DATASET_OPTIONS}
+
+
+def split_settings(wildcards):
     return {
-        "name": DATASET,
-        "folder": folder,
-        "options": STUDY["dataset"]["options"],
+        **STUDY["split"],
+        "normalization": STUDY["dataset"]["normalization"],
     }
 
 
-DATA_FILE = f"results/data/{DATASET}.h5"
+DATA_CODE = [
+    "data/sources.py",
+    "data/formats.py",
+    "data/archives.py",
+    "data/idx.py",
+    "data/generated.py",
+    "data/dataset.py",
+    "artifacts.py",
+]
+# What every training job runs besides its method or protocol.
+TRAINING_CODE = [
+    "pipeline.py",
+    "encoders.py",
+    "training.py",
+    "schedules.py",
+    "augment.py",
+    "artifacts.py",
+    "data/inputs.py",
+    "data/normalization.py",
+    "data/splits.py",
+]
 
 
 # --- pretext ------------------------------------------------------------------
@@ -93,7 +117,10 @@ def pseudo_label_settings(wildcards):
 
 
 def pretext_inputs(wildcards):
-    inputs = {"data": DATA_FILE, "split": f"{RESULTS}/split/seed{wildcards.seed}.h5"}
+    inputs = {
+        "data": rules.prepare.output.data,
+        "split": expand(rules.split.output.split, seed=wildcards.seed)[0],
+    }
     if has_pseudo_labels(PRETEXT[wildcards.method]["method"]):
         inputs["pseudo"] = (
             f"{RESULTS}/pseudo/{wildcards.method}/seed{wildcards.seed}.h5"
@@ -102,13 +129,7 @@ def pretext_inputs(wildcards):
 
 
 def pretext_code(wildcards):
-    return code_fingerprint(
-        *method_modules(wildcards.method),
-        "pipeline.py",
-        "encoders.py",
-        "training.py",
-        "artifacts.py",
-    )
+    return code_fingerprint(*method_modules(wildcards.method), *TRAINING_CODE)
 
 
 def pseudo_label_code(wildcards):
@@ -134,7 +155,10 @@ def run_dirs():
 
 
 def downstream_inputs(wildcards):
-    inputs = {"data": DATA_FILE, "split": f"{RESULTS}/split/seed{wildcards.seed}.h5"}
+    inputs = {
+        "data": rules.prepare.output.data,
+        "split": expand(rules.split.output.split, seed=wildcards.seed)[0],
+    }
     if wildcards.method != BASELINE_METHOD:
         inputs["encoder"] = (
             f"{RESULTS}/encoders/{wildcards.method}/seed{wildcards.seed}/encoder.h5"
@@ -156,9 +180,7 @@ def classifier_settings(wildcards):
 
 
 def downstream_code(wildcards):
-    return code_fingerprint(
-        "pipeline.py", "downstream.py", "encoders.py", "training.py", "artifacts.py"
-    )
+    return code_fingerprint("downstream.py", *TRAINING_CODE)
 
 
 # --- report -------------------------------------------------------------------

@@ -42,7 +42,7 @@ rule accuracy_figure:
 
 rule class_probabilities:
     input:
-        data=DATA_FILE,
+        data=rules.prepare.output.data,
         metrics=example_runs(),
     output:
         report(

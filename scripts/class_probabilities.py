@@ -6,14 +6,14 @@ log_to(snakemake.log[0])
 from selfsup import artifacts
 from selfsup.report import figures, tables
 
-dataset = artifacts.read_dataset(snakemake.input.data)
+class_names = artifacts.read_labels(snakemake.input.data)["class_names"]
 runs = tables.collect(snakemake.input.metrics)
 example = runs.example.iloc[0]  # every run predicts the same test image
 runs["probabilities"] = [e["probabilities"] for e in runs.example]
 figures.class_probabilities(
-    dataset.x_test[example["test_index"]],
-    dataset.class_names[example["label"]],
+    artifacts.read_images(snakemake.input.data, "test", [example["test_index"]])[0],
+    class_names[example["label"]],
     runs,
-    dataset.class_names,
+    class_names,
     snakemake.output[0],
 )

@@ -3,7 +3,7 @@ from selfsup.jobs import log_to
 
 log_to(snakemake.log[0])
 
-from selfsup.data.sources import download_idx
+from selfsup.data.sources import download
 
-for path in download_idx(snakemake.wildcards.dataset, snakemake.params.folder):
+for path in download(snakemake.params.dataset, snakemake.params.folder):
     print(f"verified {path}")

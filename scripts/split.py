@@ -4,11 +4,15 @@ from selfsup.jobs import log_to
 log_to(snakemake.log[0])
 
 from selfsup import artifacts
-from selfsup.data.splits import make_split
+from selfsup.data.splits import split_dataset
 
 seed = int(snakemake.wildcards.seed)
-dataset = artifacts.read_dataset(snakemake.input[0])
-split = make_split(dataset.y_train, len(dataset.y_test), seed=seed, **snakemake.params.split)
-print(f"labeled {len(split.labeled)}, unlabeled {len(split.unlabeled)}, test {len(split.test)}")
-meta = {"study": snakemake.params.study, "seed": seed, "split": snakemake.params.split}
-artifacts.write_split(snakemake.output[0], split, meta)
+settings = snakemake.params.split
+split = split_dataset(snakemake.input[0], settings, seed)
+print(
+    f"labeled {len(split.labeled)}, unlabeled {len(split.unlabeled)} ({split.unlabeled_part} images), "
+    f"test {len(split.test)}, normalization {split.normalization.kind}"
+)
+artifacts.write_split(
+    snakemake.output.split, split, {"study": snakemake.params.study, "seed": seed, "split": settings}
+)

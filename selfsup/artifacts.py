@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ import h5py
 import numpy as np
 
 from selfsup import __version__
-from selfsup.data.sources import Dataset
+from selfsup.data.dataset import Dataset
+from selfsup.data.normalization import Normalization
+from selfsup.data.splits import Split
 
 
 @contextlib.contextmanager
@@ -57,57 +58,126 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # --- datasets -------------------------------------------------------------------------
+# Images are stored uint8, uncompressed and chunked by image, so a training job can
+# read any batch of a pool too large for memory straight from the file.
+
+IMAGE_PARTS = ("train", "test", "unlabeled")
+_WRITE_CHUNK = 1000  # images copied per step, so memmapped sources never load whole
 
 
 def write_dataset(path, dataset: Dataset, meta: dict[str, Any]) -> None:
+    parts = {"train": dataset.x_train, "test": dataset.x_test}
+    if dataset.x_unlabeled is not None:
+        parts["unlabeled"] = dataset.x_unlabeled
     with _atomic_h5(path) as h5:
-        for name in ("x_train", "y_train", "x_test", "y_test"):
-            h5.create_dataset(name, data=getattr(dataset, name), compression="gzip")
+        for part, images in parts.items():
+            stored = h5.create_dataset(
+                f"x_{part}", shape=images.shape, dtype=np.uint8, chunks=(1, *images.shape[1:])
+            )
+            for start in range(0, len(images), _WRITE_CHUNK):
+                stored[start : start + _WRITE_CHUNK] = np.asarray(images[start : start + _WRITE_CHUNK])
+        h5.create_dataset("y_train", data=np.asarray(dataset.y_train, np.int64), compression="gzip")
+        h5.create_dataset("y_test", data=np.asarray(dataset.y_test, np.int64), compression="gzip")
+        if dataset.folds is not None:
+            h5.create_dataset("folds", data=np.stack([np.asarray(f, np.int64) for f in dataset.folds]))
         _set_attrs(h5, {**meta, "class_names": list(dataset.class_names)})
 
 
-def read_dataset(path) -> Dataset:
+def read_dataset(path, parts=("train", "test")) -> Dataset:
+    """The dataset at `path` in memory, with the image `parts` asked for (others empty)."""
     with h5py.File(path, "r") as h5:
-        arrays = {name: h5[name][()] for name in ("x_train", "y_train", "x_test", "y_test")}
-        class_names = json.loads(h5.attrs["class_names"])
-    return Dataset(**arrays, class_names=class_names)
+        images = {
+            part: h5[f"x_{part}"][()] if part in parts else np.zeros((0, *h5["x_train"].shape[1:]), np.uint8)
+            for part in ("train", "test")
+        }
+        unlabeled = h5["x_unlabeled"][()] if "unlabeled" in parts and "x_unlabeled" in h5 else None
+        return Dataset(
+            x_train=images["train"],
+            y_train=h5["y_train"][()],
+            x_test=images["test"],
+            y_test=h5["y_test"][()],
+            class_names=json.loads(h5.attrs["class_names"]),
+            x_unlabeled=unlabeled,
+            folds=list(h5["folds"][()]) if "folds" in h5 else None,
+        )
+
+
+def read_labels(path) -> dict[str, Any]:
+    """Labels, class names, image shape and part sizes of a dataset, without its images."""
+    with h5py.File(path, "r") as h5:
+        return {
+            "y_train": h5["y_train"][()],
+            "y_test": h5["y_test"][()],
+            "class_names": json.loads(h5.attrs["class_names"]),
+            "image_shape": tuple(h5["x_train"].shape[1:]),
+            "sizes": {part: len(h5[f"x_{part}"]) for part in IMAGE_PARTS if f"x_{part}" in h5},
+            "folds": list(h5["folds"][()]) if "folds" in h5 else None,
+        }
+
+
+def read_images(path, part: str, indices: np.ndarray) -> np.ndarray:
+    """uint8 images `indices` (any order, repeats allowed) of `part` (train, test, unlabeled)."""
+    indices = np.asarray(indices, np.int64)
+    unique, inverse = np.unique(indices, return_inverse=True)
+    with h5py.File(path, "r") as h5:
+        stored = h5[f"x_{part}"]
+        if not len(unique):
+            return np.zeros((0, *stored.shape[1:]), np.uint8)
+        low, high = int(unique[0]), int(unique[-1]) + 1
+        if high - low <= 2 * len(unique):  # dense: one contiguous read is far faster
+            block = stored[low:high][unique - low]
+        else:
+            block = stored[unique]
+    return block[inverse]
+
+
+class ImageFile:
+    """Images of one part of a dataset file, read per batch: for pools too large for memory.
+
+    Supports `len()`, `.shape` and indexing by a sorted, repeat-free index array, like the
+    in-memory arrays it stands in for (selfsup.data.inputs asks for nothing more).
+    """
+
+    def __init__(self, path, part: str):
+        self.path, self.part = str(path), part
+        self._h5 = h5py.File(self.path, "r")
+        self._images = self._h5[f"x_{part}"]
+        self.shape = self._images.shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, sorted_indices):
+        return self._images[sorted_indices]
+
+    def close(self) -> None:
+        self._h5.close()
 
 
 # --- splits ---------------------------------------------------------------------------
 
-
-@dataclass
-class Split:
-    """Indices into a dataset: `labeled`, `unlabeled` and `test` pools.
-
-    `budget_order` is the labeled pool reordered so that every prefix is a
-    class-stratified subset: the budget of n labels is `budget_order[:n]`.
-    """
-
-    labeled: np.ndarray
-    unlabeled: np.ndarray
-    test: np.ndarray
-    budget_order: np.ndarray
-
-    def budget(self, n: int | str) -> np.ndarray:
-        if n == "all":
-            return self.budget_order
-        n = int(n)
-        if n > len(self.budget_order):
-            raise ValueError(f"budget {n} exceeds the labeled pool of {len(self.budget_order)}")
-        return self.budget_order[:n]
+_SPLIT_ARRAYS = ("labeled", "unlabeled", "test", "budget_order")
 
 
 def write_split(path, split: Split, meta: dict[str, Any]) -> None:
     with _atomic_h5(path) as h5:
-        for name in ("labeled", "unlabeled", "test", "budget_order"):
+        for name in _SPLIT_ARRAYS:
             h5.create_dataset(name, data=np.asarray(getattr(split, name), dtype=np.int64))
-        _set_attrs(h5, meta)
+        norm = split.normalization
+        h5.create_dataset("normalization_mean", data=norm.mean)
+        h5.create_dataset("normalization_std", data=norm.std)
+        _set_attrs(h5, {**meta, "unlabeled_part": split.unlabeled_part, "normalization": norm.kind})
 
 
 def read_split(path) -> Split:
     with h5py.File(path, "r") as h5:
-        return Split(**{name: h5[name][()] for name in ("labeled", "unlabeled", "test", "budget_order")})
+        return Split(
+            **{name: h5[name][()] for name in _SPLIT_ARRAYS},
+            unlabeled_part=str(h5.attrs["unlabeled_part"]),
+            normalization=Normalization(
+                str(h5.attrs["normalization"]), h5["normalization_mean"][()], h5["normalization_std"][()]
+            ),
+        )
 
 
 # --- pseudo-labels --------------------------------------------------------------------

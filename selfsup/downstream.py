@@ -114,6 +114,7 @@ def validation_cut(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.n
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
-    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
+def accuracy(model: keras.Model, data, y: np.ndarray) -> float:
+    """Share of `y` predicted right from `data`: an array, or unshuffled batches of the same examples."""
+    probabilities = model.predict(data, verbose=0)
     return float(np.mean(np.argmax(probabilities, axis=1) == y))

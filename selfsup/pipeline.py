@@ -1,24 +1,36 @@
 """The two training stages as plain functions: artifacts in, artifacts out.
 
 Workflow scripts call these with what Snakemake hands them; tests call them directly.
+Every image reaches a model through selfsup.data.inputs: uint8 until a batch is formed.
 """
 
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import numpy as np
 
-from selfsup import artifacts, downstream, training
+from selfsup import artifacts, augment, downstream, schedules, training
+from selfsup.data.dataset import scale
+from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB, batches, load_pool
 from selfsup.encoders import build_encoder
 from selfsup.pretext import get_method
 
 EXAMPLE_IMAGES = 8  # images shown in each pretext examples figure
 
 
-def scale(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels to float32 in [0, 1]."""
-    return images.astype(np.float32) / 255.0
+def _compile(model, settings: dict, steps_per_epoch: int, **compile_args) -> None:
+    learning_rate = schedules.learning_rate(settings, steps_per_epoch)
+    model.compile(
+        optimizer=training.make_optimizer(settings["optimizer"], learning_rate),
+        jit_compile=settings.get("jit_compile", False),
+        **compile_args,
+    )
+
+
+def _steps(n: int, batch_size: int) -> int:
+    return max(1, -(-n // batch_size))
 
 
 def train_pretext(
@@ -37,28 +49,43 @@ def train_pretext(
     stream=sys.stderr,
 ):
     """Train the study's encoder with one pretext method; save it, its history and examples."""
-    dataset = artifacts.read_dataset(data_path)
     split = artifacts.read_split(split_path)
+    part = split.unlabeled_part
     method = get_method(settings["method"])
     options = settings["options"]
     if pseudo_path is not None:
-        indices, labels = artifacts.read_pseudo_labels(pseudo_path)
-        # Pseudo-labels index training images; the method wants positions in its images.
-        images = scale(dataset.x_train[indices])
-        pseudo = (np.arange(len(indices)), labels)
+        indices, labels = artifacts.read_pseudo_labels(pseudo_path)  # indices into `part`
     else:
-        images = scale(dataset.x_train[split.unlabeled])
-        pseudo = None
+        indices, labels = split.unlabeled, None
+    train_pos, val_pos = downstream.validation_cut(len(indices), settings.get("validation_split", 0.0), seed)
+    images, positions = load_pool(
+        data_path, part, indices, settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
+    )
 
-    input_shape = dataset.image_shape
+    def pretext_batches(where, shuffle_seed, augmentation):
+        return batches(
+            images,
+            positions[where],
+            None if labels is None else labels[where],
+            batch_size=settings["batch_size"],
+            normalization=split.normalization,
+            shuffle_seed=shuffle_seed,
+            augment=augmentation,
+            transform=partial(method.transform, options=options),
+            transform_seed=seed,
+        )
+
+    training.set_precision(settings.get("precision", "float32"))
+    data = pretext_batches(train_pos, seed, augment.build(settings.get("augmentation"), seed))
+    validation = pretext_batches(val_pos, None, None) if len(val_pos) else None
+    input_shape = tuple(images.shape[1:])
     encoder = build_encoder(encoder_spec["name"], input_shape, **encoder_spec["options"])
     model = method.build(encoder, options)
-    model.compile(optimizer=training.make_optimizer(settings["optimizer"]), **method.compile_args(options))
-    data = method.dataset(images, pseudo, options, settings["batch_size"], seed)
-    samples = len(pseudo[0]) if pseudo is not None else len(images)
+    _compile(model, settings, _steps(len(train_pos), settings["batch_size"]), **method.compile_args(options))
     print(
-        f"pretext {settings['method']}: {samples} samples, encoder {encoder_spec['name']} "
-        f"({encoder.count_params()} params), {settings['epochs']} epochs, "
+        f"pretext {settings['method']}: {len(train_pos)} samples ({len(val_pos)} validation) from "
+        f"{len(np.unique(indices))} {part} images ({'in memory' if isinstance(images, np.ndarray) else 'streamed from disk'}), "
+        f"encoder {encoder_spec['name']} ({encoder.count_params()} params), {settings['epochs']} epochs, "
         f"threads {training.thread_settings()}",
         file=stream,
         flush=True,
@@ -67,8 +94,10 @@ def train_pretext(
         model,
         data,
         epochs=settings["epochs"],
-        samples_per_epoch=samples,
+        samples_per_epoch=len(train_pos),
+        validation_data=validation,
         early_stopping=settings.get("early_stopping"),
+        extra_callbacks=schedules.callbacks(settings, _state_dir(resume_dir), stream),
         resume_dir=resume_dir,
         stream=stream,
     )
@@ -93,10 +122,15 @@ def train_pretext(
         },
     )
     history.to_csv(history_path, index=False)
-    shown = scale(dataset.x_train[split.unlabeled[:EXAMPLE_IMAGES]])
+    shown = scale(artifacts.read_images(data_path, part, split.unlabeled[:EXAMPLE_IMAGES]))
     examples = method.examples(model, shown, options, seed)
     artifacts.write_examples(examples_path, examples, {**meta, "method": settings["method"], "seed": seed})
     return history
+
+
+def _state_dir(resume_dir):
+    # Best-epoch weights live with the resume state, which is removed on success.
+    return None if resume_dir is None else f"{resume_dir}/keep_best"
 
 
 def train_downstream(
@@ -112,38 +146,54 @@ def train_downstream(
     stream=sys.stderr,
 ):
     """Train and evaluate one classifier; returns (metrics dict, history frame)."""
-    dataset = artifacts.read_dataset(data_path)
+    info = artifacts.read_labels(data_path)
     split = artifacts.read_split(split_path)
     protocol = settings["protocol"]
+    training.set_precision(settings.get("precision", "float32"))
     if downstream.uses_pretext(protocol):
         encoder, _ = artifacts.read_encoder(encoder_path)
     else:
-        encoder = build_encoder(encoder_spec["name"], dataset.image_shape, **encoder_spec["options"])
+        encoder = build_encoder(encoder_spec["name"], info["image_shape"], **encoder_spec["options"])
     model = downstream.build_classifier(
         encoder,
-        dataset.num_classes,
+        len(info["class_names"]),
         protocol,
         feature_layer=settings["feature_layer"],
         **settings["head"],
     )
-    model.compile(
-        optimizer=training.make_optimizer(settings["optimizer"]),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
     labeled = split.budget(budget)
     train_pos, val_pos = downstream.validation_cut(len(labeled), settings["validation_split"], seed)
-    x_train, y_train = scale(dataset.x_train[labeled[train_pos]]), dataset.y_train[labeled[train_pos]]
-    validation = None
-    if len(val_pos):
-        validation = (scale(dataset.x_train[labeled[val_pos]]), dataset.y_train[labeled[val_pos]])
+    y_train, y_test = info["y_train"], info["y_test"]
+    train_images = artifacts.read_images(data_path, "train", labeled)
+    test_images = artifacts.read_images(data_path, "test", split.test)
 
-    import tensorflow as tf
+    def classifier_batches(images, where, labels, shuffle_seed=None, augmentation=None):
+        return batches(
+            images,
+            where,
+            labels,
+            batch_size=settings["batch_size"],
+            normalization=split.normalization,
+            shuffle_seed=shuffle_seed,
+            augment=augmentation,
+        )
 
-    data = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
-        .batch(settings["batch_size"])
+    data = classifier_batches(
+        train_images,
+        train_pos,
+        y_train[labeled[train_pos]],
+        seed,
+        augment.build(settings.get("augmentation"), seed),
+    )
+    validation = (
+        classifier_batches(train_images, val_pos, y_train[labeled[val_pos]]) if len(val_pos) else None
+    )
+    _compile(
+        model,
+        settings,
+        _steps(len(train_pos), settings["batch_size"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
     )
     counts = downstream.count_params(model)
     print(
@@ -156,29 +206,36 @@ def train_downstream(
         model,
         data,
         epochs=settings["epochs"],
-        samples_per_epoch=len(x_train),
+        samples_per_epoch=len(train_pos),
         validation_data=validation,
         early_stopping=settings["early_stopping"],
+        extra_callbacks=schedules.callbacks(settings, _state_dir(resume_dir), stream),
         resume_dir=resume_dir,
         stream=stream,
     )
-    x_test, y_test = scale(dataset.x_test[split.test]), dataset.y_test[split.test]
-    example = model.predict(x_test[:1], verbose=0)[0]
+
+    def accuracy(images, where, labels):
+        return downstream.accuracy(model, classifier_batches(images, where, labels), labels)
+
+    test_all = np.arange(len(split.test))
+    probabilities = model.predict(
+        classifier_batches(test_images, test_all[:1], y_test[split.test[:1]]), verbose=0
+    )
     metrics = {
         "protocol": protocol,
         "budget": str(budget),
         "n_labels": int(len(labeled)),
-        "test_accuracy": downstream.accuracy(model, x_test, y_test),
-        "train_accuracy": downstream.accuracy(model, x_train, y_train),
-        "val_accuracy": downstream.accuracy(model, *validation) if validation else None,
+        "test_accuracy": accuracy(test_images, test_all, y_test[split.test]),
+        "train_accuracy": accuracy(train_images, train_pos, y_train[labeled[train_pos]]),
+        "val_accuracy": accuracy(train_images, val_pos, y_train[labeled[val_pos]]) if len(val_pos) else None,
         "epochs_run": int(len(history)),
         "resumed_from_epoch": history.attrs["resumed_from_epoch"],
         **counts,
         **training.thread_settings(),
         "example": {
             "test_index": int(split.test[0]),
-            "label": int(y_test[0]),
-            "probabilities": [float(p) for p in example],
+            "label": int(y_test[split.test[0]]),
+            "probabilities": [float(p) for p in probabilities[0]],
         },
     }
     print(f"test accuracy {metrics['test_accuracy']:.4f}", file=stream, flush=True)

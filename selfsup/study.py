@@ -10,31 +10,33 @@ values to its jobs, and raises StudyError naming the key and the allowed values.
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 
-from selfsup.data.sources import DataError, make_synthetic
-
-# The synthetic source's sizes come from its own defaults, so the two cannot disagree.
-_SYNTHETIC_DEFAULTS = {p.name: p.default for p in inspect.signature(make_synthetic).parameters.values()}
+from selfsup import augment, schedules
+from selfsup.data import sources
+from selfsup.data.dataset import DataError
+from selfsup.data.splits import OWN_UNLABELED, fraction_split
 
 
 class StudyError(ValueError):
     """The study file asks for something the pipeline cannot do."""
 
 
-def dataset_shape(dataset: dict) -> tuple[int, int, tuple[int, int, int]]:
-    """(train size, test size, image shape) of a dataset, known without loading it."""
-    name = dataset["name"]
-    if name in ("mnist", "fashion_mnist"):
-        return 60000, 10000, (28, 28, 1)
-    if name == "digits":
-        return 1500, 297, (8, 8, 1)
-    if name == "synthetic":
-        options = {**_SYNTHETIC_DEFAULTS, **dataset.get("options", {})}
-        size = options["image_size"]
-        return options["n_train"], options["n_test"], (size, size, 1)
-    raise StudyError(f"dataset.name: unknown dataset {name!r}")
+def check_dataset(dataset: dict) -> sources.Layout:
+    """Fill in the source's option defaults; return its layout. Options it would ignore are errors."""
+    try:
+        source = sources.get_source(dataset["name"])
+    except DataError as err:
+        raise StudyError(f"dataset.name: {err}") from None
+    dataset["options"] = check_options("dataset.options", dataset.get("options", {}), source.options)
+    for key, allowed in source.choices.items():
+        if dataset["options"][key] not in allowed:
+            raise StudyError(
+                f"dataset.options.{key}: {dataset['options'][key]!r} is not one of {', '.join(allowed)}"
+            )
+    if dataset.get("data_dir") and not source.needs_files:
+        raise StudyError(f"dataset.data_dir: {dataset['name']} reads no files; remove data_dir")
+    return sources.layout(dataset["name"], dataset["options"])
 
 
 def check_options(where: str, options: dict, defaults: dict) -> dict:
@@ -69,26 +71,74 @@ def _range_size(split: dict, key: str, size: int) -> int:
     return stop - start
 
 
+def labeled_pool_size(split: dict, layout: sources.Layout, seeds: list[int]) -> int:
+    """Size of the labeled pool (the smallest over replicates), checking the split's options."""
+    if split.get("labeled_fraction") is not None:
+        for key in ("labeled", "unlabeled"):
+            if split.get(key) is not None:
+                raise StudyError(
+                    f"split.{key}: labeled_fraction chooses the labeled and unlabeled images; "
+                    f"remove split.{key} or labeled_fraction"
+                )
+        fraction = split["labeled_fraction"]
+        labeled = len(fraction_split(layout.n_train, fraction["fraction"], fraction["seed"])[0])
+        if labeled == 0 or labeled == layout.n_train:
+            raise StudyError(
+                f"split.labeled_fraction: {fraction} labels {labeled} of {layout.n_train} images"
+            )
+    else:
+        labeled = _range_size(split, "labeled", layout.n_train)
+    if split.get("unlabeled") == OWN_UNLABELED:
+        if not layout.n_unlabeled:
+            raise StudyError(
+                "split.unlabeled: 'own' needs a dataset that ships unlabeled images (stl10); "
+                "give an index range of training images instead"
+            )
+    elif split.get("labeled_fraction") is None:
+        _range_size(split, "unlabeled", layout.n_train)
+    if split.get("folds"):
+        if not layout.n_folds:
+            raise StudyError("split.folds: this dataset has no predefined folds (stl10 has 10)")
+        if split.get("labeled") is not None or split.get("labeled_fraction") is not None:
+            raise StudyError(
+                "split.folds: the folds are the labeled pools; remove split.labeled / labeled_fraction"
+            )
+        bad = [s for s in seeds if not 1 <= s <= layout.n_folds]
+        if bad:
+            raise StudyError(
+                f"seeds: with split.folds the seeds are fold numbers 1..{layout.n_folds}; {bad} name no fold"
+            )
+        labeled = layout.fold_size
+    return labeled
+
+
+def check_training(where: str, settings: dict) -> None:
+    """Cross-key rules of one stage's training settings (schedules, augmentation)."""
+    try:
+        schedules.check(settings)
+        augment.check(settings.get("augmentation") or {})
+    except ValueError as err:
+        raise StudyError(f"{where}.{err}") from None
+
+
 def check_study(config: dict) -> dict:
     """Validate what the schema cannot; return the study with all defaults filled in."""
     from selfsup import downstream, encoders, pretext
 
     study = json.loads(json.dumps(config))  # also breaks aliasing of schema defaults
-    try:
-        n_train, n_test, image_shape = dataset_shape(study["dataset"])
-    except DataError as err:
-        raise StudyError(str(err)) from None
+    layout = check_dataset(study["dataset"])
+    image_shape = layout.image_shape
 
     split = study["split"]
-    labeled = _range_size(split, "labeled", n_train)
-    _range_size(split, "unlabeled", n_train)
-    _range_size(split, "test", n_test)
+    labeled = labeled_pool_size(split, layout, study["seeds"])
+    _range_size(split, "test", layout.n_test)
     for budget in study["budgets"]:
         if budget != "all" and budget > labeled:
             raise StudyError(
-                f"budgets: {budget} labels exceed the labeled pool of {labeled} (split.labeled); "
+                f"budgets: {budget} labels exceed the labeled pool of {labeled} (split); "
                 f"use budgets <= {labeled} or 'all'"
             )
+    normalization = study["dataset"].get("normalization", "none")
 
     encoder = study["encoder"]
     try:
@@ -109,6 +159,12 @@ def check_study(config: dict) -> dict:
         except KeyError as err:
             raise StudyError(f"pretext.{name}.method: {err.args[0]}") from None
         entry["options"] = check_options(f"pretext.{name}.options", entry.get("options", {}), method.OPTIONS)
+        check_training(f"pretext.{name}", entry)
+        if getattr(method, "PIXEL_TARGETS", False) and normalization != "none":
+            raise StudyError(
+                f"pretext.{name}: {entry['method']} reconstructs pixels in [0, 1], so it cannot take "
+                f"normalized inputs; set dataset.normalization to none (it is {normalization!r})"
+            )
         try:
             if hasattr(method, "check"):
                 method.check(entry["options"])
@@ -128,6 +184,13 @@ def check_study(config: dict) -> dict:
     for protocol in settings.get("overrides", {}):
         if protocol not in protocols:
             raise StudyError(f"downstream.overrides.{protocol}: not one of downstream.protocols {protocols}")
+    for protocol in protocols:
+        where = (
+            "downstream"
+            if protocol not in settings.get("overrides", {})
+            else f"downstream.overrides.{protocol}"
+        )
+        check_training(where, downstream_settings(study, protocol))
     try:
         features = downstream.truncate(model, settings.get("feature_layer"))
         for protocol in protocols:

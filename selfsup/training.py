@@ -42,12 +42,26 @@ def thread_settings() -> dict[str, int]:
     }
 
 
-def make_optimizer(settings: dict):
-    """An optimizer from {name, learning_rate, momentum?}."""
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def set_precision(policy: str) -> None:
+    """Keras' dtype policy for the models built next: float32, or mixed precision for
+    accelerators (mixed_float16 gets loss scaling from Keras by itself)."""
+    import keras
+
+    if policy not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {policy!r}")
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def make_optimizer(settings: dict, learning_rate=None):
+    """An optimizer from {name, learning_rate, momentum?}; `learning_rate` (a float or a
+    schedule, see selfsup.schedules) replaces the settings' rate when given."""
     import keras
 
     name = settings["name"]
-    kwargs = {"learning_rate": settings["learning_rate"]}
+    kwargs = {"learning_rate": settings["learning_rate"] if learning_rate is None else learning_rate}
     if name == "sgd":
         return keras.optimizers.SGD(momentum=settings.get("momentum", 0.0), **kwargs)
     if name == "adam":
@@ -112,6 +126,7 @@ def fit(
     samples_per_epoch: int,
     validation_data=None,
     early_stopping: dict | None = None,
+    extra_callbacks: list | None = None,
     resume_dir: str | os.PathLike | None = None,
     stream=sys.stderr,
 ) -> pd.DataFrame:
@@ -136,6 +151,7 @@ def fit(
         resume_dir.mkdir(parents=True, exist_ok=True)
         callbacks.append(keras.callbacks.BackupAndRestore(str(resume_dir / "state")))
         callbacks.append(keras.callbacks.CSVLogger(str(history_path), append=resumed_from > 0))
+    callbacks.extend(extra_callbacks or [])
     if early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(

@@ -1,145 +1,372 @@
-"""Image datasets: official IDX downloads, local IDX folders, bundled digits, synthetic.
+"""The registry of image sources: the one place that knows each dataset.
 
-Every source returns a `Dataset` of uint8 images shaped (N, H, W, C) and int64 labels.
-Scaling to [0, 1] happens once, at training time (`Dataset` stays compact on disk).
+Each entry declares the official files with their published checksums and origin,
+the image shape, split sizes and class names (known without loading anything, so a
+study is checked before any job runs), its options, its loader, and whether it ships
+its own unlabeled images and predefined folds. The schema's dataset names, the study
+checks and the download and prepare rules all read from here (tests/test_sources.py
+fails when the schema disagrees).
 """
 
 from __future__ import annotations
 
-import gzip
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from selfsup.data import archives, formats
+from selfsup.data.dataset import DataError, Dataset
+from selfsup.data.generated import load_digits, make_synthetic
+from selfsup.data.idx import read_idx_folder
 
 
-@dataclass
-class Dataset:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class Layout:
+    """What a source holds, for given options: sizes, image shape, classes."""
+
+    n_train: int
+    n_test: int
+    image_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    n_unlabeled: int = 0  # the source's own unlabeled images (STL-10), 0 if none
+    n_folds: int = 0  # predefined folds of training indices (STL-10), 0 if none
+    fold_size: int = 0  # training images in each fold
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset: its files, layout, options and loader.
+
+    `load(folder, work_dir, **options)` reads the dataset from `folder` (the download
+    folder or `dataset.data_dir`); archives are extracted into `work_dir`.
+    `files` maps each official file to its published MD5; empty when nothing is
+    downloaded. `choices` lists the allowed values of string options.
+    """
+
+    description: str
+    layout: Callable[[dict], Layout]
+    load: Callable[..., Dataset]
+    options: dict = field(default_factory=dict)
+    choices: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    origin: str = ""
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def needs_files(self) -> bool:
+        return bool(self.files)
 
 
-IDX_FILES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
+DIGITS = tuple(str(d) for d in range(10))
+FASHION = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
+CIFAR100_FINE = (
+    "apple",
+    "aquarium_fish",
+    "baby",
+    "bear",
+    "beaver",
+    "bed",
+    "bee",
+    "beetle",
+    "bicycle",
+    "bottle",
+    "bowl",
+    "boy",
+    "bridge",
+    "bus",
+    "butterfly",
+    "camel",
+    "can",
+    "castle",
+    "caterpillar",
+    "cattle",
+    "chair",
+    "chimpanzee",
+    "clock",
+    "cloud",
+    "cockroach",
+    "couch",
+    "crab",
+    "crocodile",
+    "cup",
+    "dinosaur",
+    "dolphin",
+    "elephant",
+    "flatfish",
+    "forest",
+    "fox",
+    "girl",
+    "hamster",
+    "house",
+    "kangaroo",
+    "keyboard",
+    "lamp",
+    "lawn_mower",
+    "leopard",
+    "lion",
+    "lizard",
+    "lobster",
+    "man",
+    "maple_tree",
+    "motorcycle",
+    "mountain",
+    "mouse",
+    "mushroom",
+    "oak_tree",
+    "orange",
+    "orchid",
+    "otter",
+    "palm_tree",
+    "pear",
+    "pickup_truck",
+    "pine_tree",
+    "plain",
+    "plate",
+    "poppy",
+    "porcupine",
+    "possum",
+    "rabbit",
+    "raccoon",
+    "ray",
+    "road",
+    "rocket",
+    "rose",
+    "sea",
+    "seal",
+    "shark",
+    "shrew",
+    "skunk",
+    "skyscraper",
+    "snail",
+    "snake",
+    "spider",
+    "squirrel",
+    "streetcar",
+    "sunflower",
+    "sweet_pepper",
+    "table",
+    "tank",
+    "telephone",
+    "television",
+    "tiger",
+    "tractor",
+    "train",
+    "trout",
+    "tulip",
+    "turtle",
+    "wardrobe",
+    "whale",
+    "willow_tree",
+    "wolf",
+    "woman",
+    "worm",
+)
+CIFAR100_COARSE = (
+    "aquatic_mammals",
+    "fish",
+    "flowers",
+    "food_containers",
+    "fruit_and_vegetables",
+    "household_electrical_devices",
+    "household_furniture",
+    "insects",
+    "large_carnivores",
+    "large_man-made_outdoor_things",
+    "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores",
+    "medium_mammals",
+    "non-insect_invertebrates",
+    "people",
+    "reptiles",
+    "small_mammals",
+    "trees",
+    "vehicles_1",
+    "vehicles_2",
+)
+CIFAR100_CLASSES = {"fine": CIFAR100_FINE, "coarse": CIFAR100_COARSE}
 
-# Published MD5 checksums of the official gzip files.
-IDX_DATASETS = {
-    "mnist": {
-        "origin": "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "md5": {
+
+def _fixed(layout: Layout) -> Callable[[dict], Layout]:
+    return lambda options: layout
+
+
+def _idx(class_names):
+    def load(folder, work_dir=None):
+        if folder is None:
+            raise DataError("this source needs a folder of IDX files (download or dataset.data_dir)")
+        return read_idx_folder(folder, class_names)
+
+    return load
+
+
+def _archive(spec: dict, reader):
+    def load(folder, work_dir, **options):
+        if folder is None:
+            raise DataError(f"{spec['archive']} is needed (download or dataset.data_dir)")
+        return reader(archives.locate(folder, spec, work_dir), **options)
+
+    return load
+
+
+def _cifar100_layout(options: dict) -> Layout:
+    return Layout(50000, 10000, (32, 32, 3), CIFAR100_CLASSES[options["label_mode"]])
+
+
+def _synthetic_layout(options: dict) -> Layout:
+    size = options["image_size"]
+    names = tuple(f"glyph{c}" for c in range(options["num_classes"]))
+    return Layout(options["n_train"], options["n_test"], (size, size, 1), names)
+
+
+def _synthetic_defaults() -> dict:
+    import inspect
+
+    return {p.name: p.default for p in inspect.signature(make_synthetic).parameters.values()}
+
+
+SOURCES: dict[str, Source] = {
+    "mnist": Source(
+        description="MNIST handwritten digits, 28x28 grayscale, 60,000 train / 10,000 test",
+        layout=_fixed(Layout(60000, 10000, (28, 28, 1), DIGITS)),
+        load=_idx(DIGITS),
+        files={
             "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
             "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
             "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
             "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
         },
-        "class_names": [str(d) for d in range(10)],
-    },
-    "fashion_mnist": {
-        "origin": "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
-        "md5": {
+        origin="https://ossci-datasets.s3.amazonaws.com/mnist/",
+    ),
+    "fashion_mnist": Source(
+        description="Fashion-MNIST, 28x28 grayscale, 60,000 train / 10,000 test",
+        layout=_fixed(Layout(60000, 10000, (28, 28, 1), FASHION)),
+        load=_idx(FASHION),
+        files={
             "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
             "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
             "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
             "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
         },
-        "class_names": [
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        ],  # fmt: skip
-    },
+        origin="https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    ),
+    "cifar10": Source(
+        description="CIFAR-10 (binary version), 32x32x3, 50,000 train / 10,000 test",
+        layout=_fixed(Layout(50000, 10000, (32, 32, 3), CIFAR10_CLASSES)),
+        load=_archive(formats.CIFAR10, formats.read_cifar10),
+        files={formats.CIFAR10["archive"]: formats.CIFAR10["md5"]},
+        origin=formats.CIFAR10["url"].rsplit("/", 1)[0] + "/",
+    ),
+    "cifar100": Source(
+        description="CIFAR-100 (binary version), 32x32x3, 50,000 train / 10,000 test, fine or coarse labels",
+        layout=_cifar100_layout,
+        load=_archive(formats.CIFAR100, formats.read_cifar100),
+        options={"label_mode": "fine"},
+        choices={"label_mode": formats.CIFAR100_LABEL_MODES},
+        files={formats.CIFAR100["archive"]: formats.CIFAR100["md5"]},
+        origin=formats.CIFAR100["url"].rsplit("/", 1)[0] + "/",
+    ),
+    "stl10": Source(
+        description="STL-10 (binary version), 96x96x3, 5,000 train in 10 folds / 8,000 test / 100,000 unlabeled",
+        layout=_fixed(
+            Layout(5000, 8000, (96, 96, 3), STL10_CLASSES, n_unlabeled=100000, n_folds=10, fold_size=1000)
+        ),
+        load=_archive(formats.STL10, formats.read_stl10),
+        files={formats.STL10["archive"]: formats.STL10["md5"]},
+        origin=formats.STL10["url"].rsplit("/", 1)[0] + "/",
+    ),
+    "digits": Source(
+        description="scikit-learn's bundled 8x8 digits (no download), 1,500 train / 297 test",
+        layout=_fixed(Layout(1500, 297, (8, 8, 1), DIGITS)),
+        load=lambda folder, work_dir=None: load_digits(),
+    ),
+    "synthetic": Source(
+        description="generated images with an upright orientation (a ground line and class glyphs)",
+        layout=_synthetic_layout,
+        load=lambda folder, work_dir=None, **options: make_synthetic(**options),
+        options=_synthetic_defaults(),
+    ),
 }
 
-SOURCES = ("mnist", "fashion_mnist", "digits", "synthetic")
+
+def get_source(name: str) -> Source:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}") from None
 
 
-class DataError(ValueError):
-    """A dataset file is missing or not what it claims to be."""
+def layout(name: str, options: dict | None = None) -> Layout:
+    """The layout of source `name` with `options` over its defaults, without loading it."""
+    source = get_source(name)
+    return source.layout({**source.options, **(options or {})})
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (raw or gzip-compressed) into an array, checking its header."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    expected = int(np.prod(dims))
-    if len(data) - offset != expected:
-        raise DataError(f"{path}: header says {dims} = {expected} bytes, file has {len(data) - offset}")
-    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+def load_dataset(
+    name: str, folder: str | Path | None = None, work_dir: str | Path | None = None, **options
+) -> Dataset:
+    """Load source `name` from `folder`, extracting archives into `work_dir`.
+
+    Large image arrays may be views on files in `work_dir`: copy them before removing it
+    (`prepare` does both). The class names found must be the registry's.
+    """
+    source = get_source(name)
+    options = {**source.options, **options}
+    if not source.needs_files:
+        dataset = source.load(None, None, **options)
+    else:
+        if folder is None:
+            raise DataError(f"{name} needs its files: download them or set dataset.data_dir")
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"dataset.data_dir {folder} is not a folder")
+        dataset = source.load(folder, work_dir, **options)
+    expected = list(source.layout(options).class_names)
+    if list(dataset.class_names) != expected:
+        raise DataError(
+            f"{name} in {folder}: class names {list(dataset.class_names)[:5]}... differ from the "
+            f"registry's {expected[:5]}...; the files are not the official ones"
+        )
+    return dataset
 
 
-def _find_idx(folder: Path, stem: str) -> Path:
-    for candidate in (folder / f"{stem}.gz", folder / stem):
-        if candidate.exists():
-            return candidate
-    raise DataError(
-        f"missing {folder / (stem + '.gz')} (or uncompressed {stem}); put the official "
-        f"IDX files there, or set dataset.data_dir to the folder that holds them, or leave "
-        f"data_dir empty to download"
-    )
+def prepare(name: str, folder, options: dict, path, meta: dict) -> None:
+    """Load source `name` and write it to `path` (selfsup.artifacts' dataset layout).
+
+    Archives are extracted into a temporary folder beside `path` (the data folder may be
+    read-only, and /tmp too small for STL-10), removed once the images are copied out.
+    """
+    from selfsup import artifacts
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".extract-", dir=Path(path).parent) as work_dir:
+        dataset = load_dataset(name, folder, work_dir, **options)
+        print(
+            f"{name}: train {dataset.x_train.shape}, test {dataset.x_test.shape}, unlabeled "
+            f"{None if dataset.x_unlabeled is None else dataset.x_unlabeled.shape}",
+            flush=True,
+        )
+        artifacts.write_dataset(path, dataset, meta)
 
 
-def read_idx_folder(folder: str | Path, name: str) -> Dataset:
-    """Load the four official IDX files of `name` (mnist, fashion_mnist) from `folder`."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"dataset.data_dir {folder} is not a folder")
-    arrays = {key: read_idx(_find_idx(folder, stem)) for key, stem in IDX_FILES.items()}
-    for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim != 3 or len(x) != len(y):
-            raise DataError(f"{folder}: {split} images {x.shape} do not match labels {y.shape}")
-    return Dataset(
-        x_train=arrays["x_train"][..., None],
-        y_train=arrays["y_train"].astype(np.int64),
-        x_test=arrays["x_test"][..., None],
-        y_test=arrays["y_test"].astype(np.int64),
-        class_names=list(IDX_DATASETS[name]["class_names"]),
-    )
-
-
-def download_idx(name: str, dest: str | Path, origin: str | None = None) -> list[Path]:
-    """Download the official gzip files of `name` into `dest`, verifying published MD5s.
+def download(name: str, dest: str | Path, origin: str | None = None) -> list[Path]:
+    """Download the official files of `name` into `dest`, verifying published MD5s.
 
     Uses Keras' downloader, which skips files already present with the right checksum.
     `origin` overrides the mirror (any URL prefix, file:// included).
     """
     import keras
 
-    spec = IDX_DATASETS[name]
+    source = get_source(name)
     dest = Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
-    for filename, md5 in spec["md5"].items():
-        url = (origin or spec["origin"]) + filename
+    for filename, md5 in source.files.items():
+        url = (origin or source.origin) + filename
         try:
             got = Path(
                 keras.utils.get_file(
@@ -156,57 +383,3 @@ def download_idx(name: str, dest: str | Path, origin: str | None = None) -> list
             raise DataError(f"{url} fails its published MD5 check ({md5}): {error}") from None
         paths.append(got)
     return paths
-
-
-def load_digits(test_size: int = 297) -> Dataset:
-    """scikit-learn's bundled 8x8 digits (1,797 images, no download), last images as test."""
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    bunch = sk_load_digits()
-    # Pixel values are 0..16; scale to the 0..255 range every other source uses.
-    images = np.clip(bunch.images * 16, 0, 255).astype(np.uint8)[..., None]
-    labels = bunch.target.astype(np.int64)
-    cut = len(images) - test_size
-    return Dataset(images[:cut], labels[:cut], images[cut:], labels[cut:], [str(d) for d in range(10)])
-
-
-def make_synthetic(
-    n_train: int = 512, n_test: int = 128, image_size: int = 16, num_classes: int = 4, seed: int = 0
-) -> Dataset:
-    """Small images with an upright orientation, so a rotation model can learn it.
-
-    Every image has a bright ground line at the bottom and a class-specific glyph above
-    it, jittered in position and with pixel noise. Classes differ by glyph; rotations
-    differ by where the ground line lies.
-    """
-    rng = np.random.default_rng(seed)
-    size = image_size
-    glyph_size = max(3, size // 2)
-    glyphs = rng.random((num_classes, glyph_size, glyph_size)) > 0.55
-
-    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = rng.integers(0, num_classes, n)
-        images = rng.normal(20, 10, (n, size, size))
-        images[:, size - 2 :, 1 : size - 1] += 200
-        for i, label in enumerate(labels):
-            top = rng.integers(1, size - 2 - glyph_size + 1)
-            left = rng.integers(0, size - glyph_size + 1)
-            images[i, top : top + glyph_size, left : left + glyph_size] += 180 * glyphs[label]
-        return np.clip(images, 0, 255).astype(np.uint8)[..., None], labels.astype(np.int64)
-
-    x_train, y_train = draw(n_train)
-    x_test, y_test = draw(n_test)
-    return Dataset(x_train, y_train, x_test, y_test, [f"glyph{c}" for c in range(num_classes)])
-
-
-def load_dataset(name: str, folder: str | Path | None = None, **options) -> Dataset:
-    """Load `name` from `folder` (IDX sources) or generate it (digits, synthetic)."""
-    if name in IDX_DATASETS:
-        if folder is None:
-            raise DataError(f"{name} needs a folder of IDX files (download or dataset.data_dir)")
-        return read_idx_folder(folder, name)
-    if name == "digits":
-        return load_digits(**options)
-    if name == "synthetic":
-        return make_synthetic(**options)
-    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}")

@@ -1,10 +1,43 @@
-"""Pools of a study and nested, class-stratified label budgets."""
+"""A study's split: labeled, unlabeled and test pools, nested class-stratified budgets.
+
+Pools are indices. `labeled` and `test` index the training and test images; `unlabeled`
+indexes the training images, or the dataset's own unlabeled images (STL-10) when
+`unlabeled_part` is "unlabeled".
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from selfsup.artifacts import Split
+from selfsup.data.normalization import Normalization
+
+OWN_UNLABELED = "own"  # split.unlabeled value: the dataset's own unlabeled images
+
+
+@dataclass
+class Split:
+    """Indices into a dataset: `labeled`, `unlabeled` and `test` pools.
+
+    `budget_order` is the labeled pool reordered so that every prefix is a
+    class-stratified subset: the budget of n labels is `budget_order[:n]`.
+    """
+
+    labeled: np.ndarray
+    unlabeled: np.ndarray
+    test: np.ndarray
+    budget_order: np.ndarray
+    unlabeled_part: str = "train"  # which images `unlabeled` indexes: train | unlabeled
+    normalization: Normalization = field(default_factory=Normalization)
+
+    def budget(self, n: int | str) -> np.ndarray:
+        if n == "all":
+            return self.budget_order
+        n = int(n)
+        if n > len(self.budget_order):
+            raise ValueError(f"budget {n} exceeds the labeled pool of {len(self.budget_order)}")
+        return self.budget_order[:n]
 
 
 def index_range(bounds: list[int] | None, size: int, what: str) -> np.ndarray:
@@ -13,6 +46,18 @@ def index_range(bounds: list[int] | None, size: int, what: str) -> np.ndarray:
     if not 0 <= start < stop <= size:
         raise ValueError(f"split.{what} = [{start}, {stop}) must lie within [0, {size})")
     return np.arange(start, stop, dtype=np.int64)
+
+
+def fraction_split(size: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labeled, unlabeled) indices: labeled where a uniform draw p <= `fraction`.
+
+    Exactly the reference CIFAR-100 study's `np.random.seed(125); p = np.random.rand(50000)`
+    (the legacy global generator), so the same images are labeled: 10,080 of 50,000.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"split.labeled_fraction.fraction must lie in (0, 1), got {fraction}")
+    p = np.random.RandomState(seed).rand(size)
+    return np.flatnonzero(p <= fraction).astype(np.int64), np.flatnonzero(p > fraction).astype(np.int64)
 
 
 def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -40,16 +85,80 @@ def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
 def make_split(
     y_train: np.ndarray,
     n_test: int,
-    labeled: list[int] | None,
-    unlabeled: list[int] | None,
-    test: list[int] | None,
+    labeled: list[int] | None = None,
+    unlabeled: list[int] | str | None = None,
+    test: list[int] | None = None,
+    *,
     seed: int,
+    labeled_fraction: dict | None = None,
+    folds: bool = False,
+    predefined_folds: list[np.ndarray] | None = None,
+    n_own_unlabeled: int = 0,
+    normalization: Normalization | None = None,
 ) -> Split:
-    """Pools given as [start, stop) index ranges, and the budget order for `seed`."""
-    labeled_idx = index_range(labeled, len(y_train), "labeled")
+    """The pools of one replicate `seed`, and its budget order.
+
+    labeled: an index range, or with `labeled_fraction` ({fraction, seed}) the images
+    whose draw falls below the fraction (the others are then the unlabeled pool), or
+    with `folds` the predefined fold numbered `seed` (1-based). unlabeled: a range of
+    training images, or "own" for the dataset's own unlabeled images.
+    """
+    n_train = len(y_train)
+    part = "train"
+    if labeled_fraction is not None:
+        labeled_idx, unlabeled_idx = fraction_split(
+            n_train, labeled_fraction["fraction"], labeled_fraction["seed"]
+        )
+    else:
+        labeled_idx = index_range(labeled, n_train, "labeled")
+        unlabeled_idx = None
+    if folds:
+        if not predefined_folds:
+            raise ValueError("split.folds: this dataset has no predefined folds")
+        if not 1 <= seed <= len(predefined_folds):
+            raise ValueError(f"split.folds: seed {seed} names no fold; folds are 1..{len(predefined_folds)}")
+        labeled_idx = np.asarray(predefined_folds[seed - 1], dtype=np.int64)
+    if unlabeled == OWN_UNLABELED:
+        if not n_own_unlabeled:
+            raise ValueError("split.unlabeled: 'own' needs a dataset that ships unlabeled images")
+        unlabeled_idx, part = np.arange(n_own_unlabeled, dtype=np.int64), "unlabeled"
+    elif unlabeled_idx is None:
+        unlabeled_idx = index_range(unlabeled, n_train, "unlabeled")
     return Split(
         labeled=labeled_idx,
-        unlabeled=index_range(unlabeled, len(y_train), "unlabeled"),
+        unlabeled=unlabeled_idx,
         test=index_range(test, n_test, "test"),
         budget_order=labeled_idx[stratified_order(y_train[labeled_idx], seed)],
+        unlabeled_part=part,
+        normalization=normalization or Normalization(),
+    )
+
+
+def split_dataset(data_path, settings: dict, seed: int) -> Split:
+    """The split of replicate `seed` of the prepared dataset at `data_path`.
+
+    `settings`: the study's split section plus `normalization` (its kind), whose
+    statistics come from the training images, read in chunks from the file.
+    """
+    from selfsup import artifacts
+    from selfsup.data import normalization
+
+    info = artifacts.read_labels(data_path)
+    images = artifacts.ImageFile(data_path, "train")
+    try:
+        stats = normalization.compute(settings.get("normalization", "none"), images)
+    finally:
+        images.close()
+    return make_split(
+        info["y_train"],
+        info["sizes"]["test"],
+        settings.get("labeled"),
+        settings.get("unlabeled"),
+        settings.get("test"),
+        seed=seed,
+        labeled_fraction=settings.get("labeled_fraction"),
+        folds=settings.get("folds", False),
+        predefined_folds=info["folds"],
+        n_own_unlabeled=info["sizes"].get("unlabeled", 0),
+        normalization=stats,
     )

@@ -9,11 +9,15 @@ A method module provides:
   its loss and metrics set by `compile_args(options)`; study validation builds it
   once, so a ValueError here (options that do not fit the encoder) stops the study
   before any job runs;
-- `dataset(images, pseudo, options, batch_size, seed) -> tf.data.Dataset`: training
-  batches from float images in [0, 1] (and the pseudo-labels, when it has them);
+- `transform(images, labels, seed, options) -> batch`: the training batch (inputs,
+  targets[, weights]) made from a float batch of images, scaled, normalized and
+  augmented by the input pipeline (selfsup.data.inputs), with their pseudo-labels
+  (None-like zeros when the method has none) and a stateless per-batch `seed`;
 - `examples(model, images, options, seed) -> dict[str, array]`: what the trained model
   does to a few images, as named image batches of equal length (e.g. input, corrupted,
   output), drawn as rows of the study's pretext figure;
+- `PIXEL_TARGETS` (optional, True): its targets are the pixels in [0, 1], so the
+  study's input normalization must be none;
 - `SHARED_CODE` (optional): library files it runs besides its own module (relative to
   selfsup/), so that editing them re-runs its jobs.
 """

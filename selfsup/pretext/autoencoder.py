@@ -13,8 +13,9 @@ from selfsup.pretext import reconstruction
 
 OPTIONS = dict(reconstruction.OPTIONS)
 SHARED_CODE = ("pretext/reconstruction.py",)
+PIXEL_TARGETS = True
 check = reconstruction.check
-_build, compile_args, dataset, examples = reconstruction.method_functions("autoencoder", corrupt=None)
+_build, compile_args, transform, examples = reconstruction.method_functions("autoencoder", corrupt=None)
 
 
 def build(encoder: keras.Model, options: dict) -> keras.Model:

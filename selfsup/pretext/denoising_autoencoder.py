@@ -14,6 +14,7 @@ OPTIONS = {
     "noise_level": 0.3,
 }
 SHARED_CODE = ("pretext/reconstruction.py",)
+PIXEL_TARGETS = True
 
 
 def check(options: dict) -> None:
@@ -35,4 +36,4 @@ def corrupt(images, options: dict, seed):
     return reconstruction.masking_noise(images, options["noise_level"], seed), None
 
 
-build, compile_args, dataset, examples = reconstruction.method_functions("denoising_autoencoder", corrupt)
+build, compile_args, transform, examples = reconstruction.method_functions("denoising_autoencoder", corrupt)

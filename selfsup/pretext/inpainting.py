@@ -20,6 +20,7 @@ OPTIONS = {
     "region_weight": 1.0,
 }
 SHARED_CODE = ("pretext/reconstruction.py",)
+PIXEL_TARGETS = True
 
 
 def check(options: dict) -> None:
@@ -49,4 +50,4 @@ def corrupt(images, options: dict, seed):
     return corrupted, weights
 
 
-build, compile_args, dataset, examples = reconstruction.method_functions("inpainting", corrupt)
+build, compile_args, transform, examples = reconstruction.method_functions("inpainting", corrupt)

@@ -5,7 +5,8 @@ autoencoder, denoising_autoencoder and inpainting differ only in how they corrup
 the input before the encoder sees it; the target is always the clean image. Each
 corruption is a pure TensorFlow function of (images, options, seed), applied per batch
 in the tf.data pipeline with a seed drawn per batch, so every epoch sees new noise and
-a run is reproducible from its seed.
+a run is reproducible from its seed. Their targets are the pixels in [0, 1], so they
+take no input normalization (PIXEL_TARGETS; the study check enforces it).
 """
 
 from __future__ import annotations
@@ -195,29 +196,17 @@ def region_weights(mask, region_weight: float):
 # --- batches and examples -------------------------------------------------------------
 
 
-def dataset(images: np.ndarray, corrupt, options: dict, batch_size: int, seed: int):
-    """Shuffled batches of (corrupted, clean) or (corrupted, clean, pixel weights).
+def transform(images, labels, seed, corrupt, options: dict):
+    """A training batch (corrupted, clean) or (corrupted, clean, pixel weights).
 
     `corrupt(images, options, seed) -> (corrupted, weights or None)`; None means no
-    corruption (the plain autoencoder).
+    corruption (the plain autoencoder). `seed` is drawn per batch by the input pipeline,
+    so every epoch sees new noise and a run is reproducible from its seed.
     """
-    import tensorflow as tf
-
-    batches = (
-        tf.data.Dataset.from_tensor_slices(images)
-        .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-    )
     if corrupt is None:
-        return batches.map(lambda x: (x, x)).prefetch(2)
-    # One fresh random number per batch, different in every epoch, all derived from `seed`.
-    batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-
-    def pair(x, batch_seed):
-        corrupted, weights = corrupt(x, options, tf.stack([batch_seed, tf.constant(seed, tf.int64)]))
-        return (corrupted, x) if weights is None else (corrupted, x, weights)
-
-    return tf.data.Dataset.zip(batches, batch_seeds).map(pair, num_parallel_calls=1).prefetch(2)
+        return images, images
+    corrupted, weights = corrupt(images, options, seed)
+    return (corrupted, images) if weights is None else (corrupted, images, weights)
 
 
 def examples(model: keras.Model, images: np.ndarray, corrupt, options: dict, seed: int) -> dict:
@@ -233,7 +222,7 @@ def examples(model: keras.Model, images: np.ndarray, corrupt, options: dict, see
 
 
 def method_functions(name: str, corrupt):
-    """`build`, `compile_args`, `dataset` and `examples` of a reconstruction method.
+    """`build`, `compile_args`, `transform` and `examples` of a reconstruction method.
 
     The methods of this family differ only in their name and their `corrupt` (None for
     none), so each module gets its registry functions here instead of forwarding each.
@@ -242,10 +231,10 @@ def method_functions(name: str, corrupt):
     def build_method(encoder: keras.Model, options: dict) -> keras.Model:
         return build(encoder, options, name=name)
 
-    def method_dataset(images: np.ndarray, pseudo, options: dict, batch_size: int, seed: int):
-        return dataset(images, corrupt, options, batch_size, seed)
+    def method_transform(images, labels, seed, options: dict):
+        return transform(images, labels, seed, corrupt, options)
 
     def method_examples(model: keras.Model, images: np.ndarray, options: dict, seed: int) -> dict:
         return examples(model, images, corrupt, options, seed)
 
-    return build_method, compile_args, method_dataset, method_examples
+    return build_method, compile_args, method_transform, method_examples

@@ -40,6 +40,11 @@ def rotate(images: np.ndarray, quarter_turns: np.ndarray) -> np.ndarray:
 
 
 def build(encoder: keras.Model, options: dict) -> keras.Model:
+    height, width = encoder.input_shape[1:3]
+    if height != width:
+        raise ValueError(
+            f"rotation needs square images (a quarter turn must keep the shape), got {height}x{width}"
+        )
     inputs = keras.Input(encoder.input_shape[1:], name="image")
     features = encoder(inputs)
     if len(features.shape) > 2:
@@ -57,10 +62,15 @@ def examples(model: keras.Model, images: np.ndarray, options: dict, seed: int) -
     return {f"r = {r} ({90 * r}°)": rotate(images, np.full(len(images), r)) for r in range(4)}
 
 
-def dataset(images: np.ndarray, pseudo, options: dict, batch_size: int, seed: int):
+def rotate_batch(images, quarter_turns):
+    """TensorFlow `rotate`: each image of a (N, H, H, C) batch by its own quarter turns."""
     import tensorflow as tf
 
-    positions, labels = pseudo
-    x = rotate(images[positions], labels)
-    data = tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int32)))
-    return data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
+    turned = tf.stack([tf.image.rot90(images, k) for k in range(4)])  # (4, N, H, W, C)
+    picks = tf.stack([tf.cast(quarter_turns, tf.int32), tf.range(tf.shape(images)[0])], axis=1)
+    return tf.gather_nd(turned, picks)
+
+
+def transform(images, labels, seed, options: dict):
+    """A training batch: each (augmented) image turned by its pseudo-label."""
+    return rotate_batch(images, labels), labels

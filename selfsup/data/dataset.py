@@ -1,0 +1,47 @@
+"""What a prepared dataset and a study's split are, in memory.
+
+Images stay uint8 (N, H, W, C) everywhere but inside a training batch: scaling to
+[0, 1] and normalization happen per batch (selfsup.data.inputs), never on a whole pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """A dataset file is missing or not what it claims to be."""
+
+
+@dataclass
+class Dataset:
+    """uint8 images shaped (N, H, W, C), int64 labels and class names.
+
+    `x_unlabeled`: the images a source ships without labels (STL-10), else None.
+    `folds`: predefined lists of training indices (STL-10's ten folds), else None.
+    Image arrays may be read-only views on files (np.memmap), so that a large
+    source is written to HDF5 in chunks without ever being whole in memory.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str] = field(default_factory=list)
+    x_unlabeled: np.ndarray | None = None
+    folds: list[np.ndarray] | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def scale(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels to float32 in [0, 1] (for small arrays; batches scale in tf.data)."""
+    return np.asarray(images, dtype=np.float32) / 255.0
