@@ -94,6 +94,17 @@ def _callbacks():
                     f"batch {batch + 1}; lower the learning rate or check the input scaling"
                 )
 
+    class RateLog(keras.callbacks.Callback):
+        """The learning rate in force during the epoch (as a schedule set it when the epoch
+        began, before a plateau callback lowers it for the next), in its history row."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.rate = float(np.asarray(self.model.optimizer.learning_rate))
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = self.rate
+
     class ProgressLine(keras.callbacks.Callback):
         """One line per epoch with metrics, throughput and time left, for logs."""
 
@@ -115,7 +126,7 @@ def _callbacks():
                 flush=True,
             )
 
-    return NanGuard, ProgressLine
+    return NanGuard, RateLog, ProgressLine
 
 
 def fit(
@@ -138,8 +149,14 @@ def fit(
     """
     import keras
 
-    NanGuard, ProgressLine = _callbacks()
-    callbacks = [NanGuard(), ProgressLine(epochs, samples_per_epoch, stream)]
+    NanGuard, RateLog, ProgressLine = _callbacks()
+    # Schedules first, so the rate they set is the one logged, printed and kept in the history.
+    callbacks = [
+        NanGuard(),
+        *(extra_callbacks or []),
+        RateLog(),
+        ProgressLine(epochs, samples_per_epoch, stream),
+    ]
     history_path = None
     resumed_from = 0
     if resume_dir is not None:
@@ -151,7 +168,6 @@ def fit(
         resume_dir.mkdir(parents=True, exist_ok=True)
         callbacks.append(keras.callbacks.BackupAndRestore(str(resume_dir / "state")))
         callbacks.append(keras.callbacks.CSVLogger(str(history_path), append=resumed_from > 0))
-    callbacks.extend(extra_callbacks or [])
     if early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
