@@ -45,7 +45,7 @@ def real_data_dir():
 @pytest.fixture(scope="session")
 def synthetic():
     """A tiny synthetic dataset: 128 train / 32 test images of 16x16x1, 4 classes."""
-    from selfsup.data.sources import make_synthetic
+    from selfsup.data.generated import make_synthetic
 
     return make_synthetic(n_train=128, n_test=32, image_size=16, num_classes=4, seed=0)
 
@@ -69,6 +69,13 @@ def tiny_encoder():
 _TRAINING_DEFAULTS = {
     "validation_split": 0.0,
     "early_stopping": None,
+    "lr_schedule": None,
+    "reduce_on_plateau": None,
+    "keep_best": None,
+    "augmentation": {"horizontal_flip": False, "shift": 0.0},
+    "jit_compile": False,
+    "precision": "float32",
+    "memory_limit_mb": 2048,
 }
 _STUDY = {
     "study": "tiny",
@@ -77,8 +84,15 @@ _STUDY = {
         "name": "synthetic",
         "data_dir": None,
         "options": {"n_train": 256, "n_test": 64, "image_size": 16, "num_classes": 4, "seed": 0},
+        "normalization": "none",
     },
-    "split": {"labeled": [0, 128], "unlabeled": [128, 256], "test": None},
+    "split": {
+        "labeled": [0, 128],
+        "unlabeled": [128, 256],
+        "test": None,
+        "labeled_fraction": None,
+        "folds": False,
+    },
     "seeds": [1, 2],
     "budgets": [16, 64],
     "encoder": copy.deepcopy(TINY_ENCODER),
@@ -88,7 +102,7 @@ _STUDY = {
             "epochs": 2,
             "batch_size": 64,
             "optimizer": {"name": "adam", "learning_rate": 0.003, "momentum": 0.0},
-            **_TRAINING_DEFAULTS,
+            **copy.deepcopy(_TRAINING_DEFAULTS),
         }
     },
     "downstream": {
@@ -99,7 +113,7 @@ _STUDY = {
         "epochs": 2,
         "batch_size": 16,
         "optimizer": {"name": "adam", "learning_rate": 0.003, "momentum": 0.0},
-        **_TRAINING_DEFAULTS,
+        **copy.deepcopy(_TRAINING_DEFAULTS),
     },
 }
 

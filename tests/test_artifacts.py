@@ -8,11 +8,14 @@ import pytest
 
 import selfsup
 from selfsup.artifacts import (
+    ImageFile,
     Split,
     read_attrs,
     read_dataset,
     read_encoder,
     read_examples,
+    read_images,
+    read_labels,
     read_pseudo_labels,
     read_split,
     write_dataset,
@@ -21,7 +24,9 @@ from selfsup.artifacts import (
     write_pseudo_labels,
     write_split,
 )
-from selfsup.data.sources import make_synthetic
+from selfsup.data.dataset import Dataset
+from selfsup.data.generated import make_synthetic
+from selfsup.data.normalization import Normalization
 
 META = {"study": "tiny", "seed": 3, "learning_rate": 0.5, "resumed": False, "budgets": [16, "all"]}
 
@@ -51,6 +56,112 @@ def test_dataset_round_trip_and_attributes(tmp_path):
     assert leftovers(path.parent) == ["dataset.h5"]
 
 
+def stl10_like(tmp_path):
+    """A small dataset with its own unlabeled images and predefined folds, written to a file."""
+    rng = np.random.default_rng(0)
+    data = Dataset(
+        x_train=rng.integers(0, 256, (30, 6, 6, 3), dtype=np.uint8),
+        y_train=np.arange(30) % 4,
+        x_test=rng.integers(0, 256, (8, 6, 6, 3), dtype=np.uint8),
+        y_test=np.arange(8) % 4,
+        class_names=["a", "b", "c", "d"],
+        x_unlabeled=rng.integers(0, 256, (50, 6, 6, 3), dtype=np.uint8),
+        folds=[np.arange(0, 10), np.arange(10, 20), np.array([29, 3, 17, 5, 0, 11, 12, 13, 14, 15])],
+    )
+    path = tmp_path / "dataset.h5"
+    write_dataset(path, data, {"dataset": "stl10_like"})
+    return path, data
+
+
+def test_dataset_round_trip_with_unlabeled_images_and_folds(tmp_path):
+    path, data = stl10_like(tmp_path)
+    back = read_dataset(path, parts=("train", "test", "unlabeled"))
+    for name in ("x_train", "y_train", "x_test", "y_test", "x_unlabeled"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(data, name))
+    assert back.x_unlabeled.dtype == np.uint8
+    assert len(back.folds) == 3
+    for got, fold in zip(back.folds, data.folds, strict=True):
+        np.testing.assert_array_equal(got, fold)  # order kept: fold indices are not sorted
+        assert got.dtype == np.int64
+    assert back.class_names == ["a", "b", "c", "d"]
+
+    # Parts not asked for are not read: empty images of the right shape, no unlabeled images.
+    default = read_dataset(path)
+    assert default.x_unlabeled is None
+    np.testing.assert_array_equal(default.x_train, data.x_train)
+    train_only = read_dataset(path, parts=("train",))
+    assert train_only.x_test.shape == (0, 6, 6, 3) and train_only.x_test.dtype == np.uint8
+    np.testing.assert_array_equal(train_only.y_test, data.y_test)  # labels are always there
+    assert len(train_only.folds) == 3
+
+
+def test_dataset_without_unlabeled_images_or_folds(tmp_path):
+    data = make_synthetic(n_train=10, n_test=4, image_size=8, num_classes=2, seed=0)
+    write_dataset(tmp_path / "dataset.h5", data, {})
+    back = read_dataset(tmp_path / "dataset.h5", parts=("train", "test", "unlabeled"))
+    assert back.x_unlabeled is None and back.folds is None
+    info = read_labels(tmp_path / "dataset.h5")
+    assert info["sizes"] == {"train": 10, "test": 4}
+    assert info["folds"] is None
+
+
+def test_read_labels_without_images(tmp_path):
+    path, data = stl10_like(tmp_path)
+    info = read_labels(path)
+    np.testing.assert_array_equal(info["y_train"], data.y_train)
+    np.testing.assert_array_equal(info["y_test"], data.y_test)
+    assert info["class_names"] == ["a", "b", "c", "d"]
+    assert info["image_shape"] == (6, 6, 3)
+    assert info["sizes"] == {"train": 30, "test": 8, "unlabeled": 50}
+    np.testing.assert_array_equal(info["folds"][2], data.folds[2])
+
+
+def test_images_are_stored_uint8_and_chunked_per_image(tmp_path):
+    path, _ = stl10_like(tmp_path)
+    with h5py.File(path) as h5:
+        for part in ("x_train", "x_test", "x_unlabeled"):
+            stored = h5[part]
+            assert stored.dtype == np.uint8
+            assert stored.chunks[0] == 1
+            assert stored.chunks == (1, *stored.shape[1:])  # one image per chunk
+
+
+@pytest.mark.parametrize(
+    "indices",
+    [
+        [7, 2, 2, 29, 0, 7],  # sparse: read by index
+        [5, 3, 4, 4, 6, 3],  # dense: one contiguous block, then picked
+        [11],
+        [29, 0],
+    ],
+)
+def test_read_images_equals_fancy_indexing(tmp_path, indices):
+    path, data = stl10_like(tmp_path)
+    got = read_images(path, "train", np.array(indices))
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, data.x_train[indices])
+    np.testing.assert_array_equal(
+        read_images(path, "unlabeled", np.array(indices) + 20), data.x_unlabeled[np.array(indices) + 20]
+    )
+
+
+def test_read_images_of_no_indices(tmp_path):
+    path, _ = stl10_like(tmp_path)
+    got = read_images(path, "test", np.array([], np.int64))
+    assert got.shape == (0, 6, 6, 3) and got.dtype == np.uint8
+
+
+def test_image_file_reads_sorted_indices(tmp_path):
+    path, data = stl10_like(tmp_path)
+    images = ImageFile(path, "unlabeled")
+    try:
+        assert len(images) == 50 and images.shape == (50, 6, 6, 3)
+        np.testing.assert_array_equal(images[np.array([1, 4, 49])], data.x_unlabeled[[1, 4, 49]])
+        np.testing.assert_array_equal(images[10:13], data.x_unlabeled[10:13])
+    finally:
+        images.close()
+
+
 def test_split_round_trip(tmp_path):
     split = Split(
         labeled=np.arange(10, 20),
@@ -65,6 +176,30 @@ def test_split_round_trip(tmp_path):
         assert getattr(back, name).dtype == np.int64
     np.testing.assert_array_equal(back.budget(3), [19, 18, 17])
     assert read_attrs(tmp_path / "split.h5")["seed"] == 1
+    # Defaults: the unlabeled pool indexes the training images, no normalization.
+    assert back.unlabeled_part == "train"
+    assert back.normalization.kind == "none"
+    x = np.random.default_rng(0).random((2, 3, 3, 1)).astype(np.float32)
+    np.testing.assert_array_equal(back.normalization.apply(x), x)
+
+
+def test_split_round_trip_with_own_unlabeled_images_and_normalization(tmp_path):
+    mean = np.random.default_rng(0).random((4, 4, 3)).astype(np.float32)
+    split = Split(
+        labeled=np.arange(5),
+        unlabeled=np.arange(100),
+        test=np.arange(3),
+        budget_order=np.array([4, 0, 3, 1, 2]),
+        unlabeled_part="unlabeled",
+        normalization=Normalization("per_pixel_mean", mean=mean),
+    )
+    write_split(tmp_path / "split.h5", split, {"seed": 2})
+    back = read_split(tmp_path / "split.h5")
+    assert back.unlabeled_part == "unlabeled"
+    assert back.normalization.kind == "per_pixel_mean"
+    np.testing.assert_array_equal(back.normalization.mean, mean)
+    np.testing.assert_array_equal(back.normalization.std, np.ones(1))
+    assert read_attrs(tmp_path / "split.h5")["normalization"] == "per_pixel_mean"
 
 
 def test_pseudo_labels_round_trip(tmp_path):
@@ -153,3 +288,16 @@ def test_failed_rewrite_keeps_the_previous_file(tmp_path):
     assert leftovers(tmp_path) == ["examples.h5"]
     np.testing.assert_array_equal(read_examples(path)["input"], np.zeros((1, 2, 2, 1)))
     assert read_attrs(path)["seed"] == 1
+
+
+def test_write_dataset_copies_in_chunks_from_read_only_views(tmp_path, monkeypatch):
+    import selfsup.artifacts
+
+    monkeypatch.setattr(selfsup.artifacts, "_WRITE_CHUNK", 7)  # 30 images: 4 full steps and a partial one
+    data = make_synthetic(n_train=30, n_test=9, image_size=8, num_classes=3, seed=2)
+    for images in (data.x_train, data.x_test):
+        images.setflags(write=False)  # like np.memmap views on extracted archives
+    write_dataset(tmp_path / "dataset.h5", data, {})
+    back = read_dataset(tmp_path / "dataset.h5")
+    np.testing.assert_array_equal(back.x_train, data.x_train)
+    np.testing.assert_array_equal(back.x_test, data.x_test)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -15,6 +16,7 @@ import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 
 from selfsup import artifacts, downstream  # noqa: E402
+from selfsup.data.inputs import batches  # noqa: E402
 from selfsup.encoders import build_encoder  # noqa: E402
 from selfsup.pretext import get_method, reconstruction  # noqa: E402
 from selfsup.study import StudyError, check_study  # noqa: E402
@@ -49,6 +51,18 @@ def tiny_encoder(input_shape=(16, 16, 1)):
 
 def images(n=8, shape=(16, 16, 1), seed=0):
     return np.random.default_rng(seed).random((n, *shape)).astype(np.float32)
+
+
+def method_batches(method, options, x, batch_size, seed):
+    """The pretext job's batches of uint8 images `x`: shuffled, scaled, then the method's transform."""
+    return batches(
+        x,
+        np.arange(len(x)),
+        batch_size=batch_size,
+        shuffle_seed=seed,
+        transform=partial(method.transform, options=options),
+        transform_seed=seed,
+    )
 
 
 def load_study(path: Path, edit=None) -> dict:
@@ -164,19 +178,38 @@ def test_corruptions_are_seeded():
     assert (a != c).any()
 
 
-def test_dataset_draws_new_noise_every_epoch_and_repeats_with_the_seed():
+def test_batches_draw_new_noise_every_epoch_and_repeat_with_the_seed():
     method = get_method("denoising_autoencoder")
     options = options_of("denoising_autoencoder", {"noise": "masking", "noise_level": 0.5})
-    x = np.ones((4, 8, 8, 1), np.float32)  # every image alike, so only the noise differs
+    x = np.full((4, 8, 8, 1), 255, np.uint8)  # every image alike, so only the noise differs
 
     def epochs(seed):
-        data = method.dataset(x, None, options, 4, seed)
+        data = method_batches(method, options, x, 4, seed)
         return [next(iter(data))[0].numpy() for _ in range(2)]
 
     first, second = epochs(1)
     assert (first != second).any()
     np.testing.assert_array_equal(epochs(1)[0], first)
-    np.testing.assert_array_equal(next(iter(method.dataset(x, None, options, 4, 1)))[1], x)
+    assert (epochs(2)[0] != first).any()
+    # The target is the clean image, scaled to [0, 1].
+    np.testing.assert_array_equal(next(iter(method_batches(method, options, x, 4, 1)))[1], np.ones(x.shape))
+
+
+@pytest.mark.parametrize("run, method_name, options", RUNS, ids=[r[0] for r in RUNS])
+def test_transform_targets_the_clean_batch(run, method_name, options):
+    method = get_method(method_name)
+    options = options_of(method_name, options)
+    x = tf.constant(images(4))
+    batch = method.transform(x, tf.zeros(4, tf.int32), SEED, options)
+    np.testing.assert_array_equal(batch[1].numpy(), x.numpy())
+    if method_name == "autoencoder":
+        assert len(batch) == 2
+        np.testing.assert_array_equal(batch[0].numpy(), x.numpy())
+    else:
+        assert (batch[0].numpy() != x.numpy()).any()
+    if len(batch) == 3:  # pixel weights of the removed region
+        assert batch[2].shape == (4, 16, 16)
+    assert method.PIXEL_TARGETS is True
 
 
 # --- losses ---------------------------------------------------------------------------
@@ -321,9 +354,15 @@ def test_method_trains_one_step_and_its_encoder_transfers(run, method_name, opti
     encoder = tiny_encoder()
     model = method.build(encoder, options)
     model.compile(optimizer=keras.optimizers.Adam(0.01), **method.compile_args(options))
-    x = images(8)
-    batch = next(iter(method.dataset(x, None, options, 8, seed=1)))
+    stored = np.rint(images(8) * 255).astype(np.uint8)
+    x = stored / np.float32(255)
+    batch = next(iter(method_batches(method, options, stored, 8, seed=1)))
     assert batch[0].shape == batch[1].shape == x.shape
+    # One batch of all 8 images, shuffled: the targets are the clean images, scaled.
+    targets = batch[1].numpy()
+    np.testing.assert_allclose(
+        np.sort(targets.reshape(8, -1), axis=0), np.sort(x.reshape(8, -1), axis=0), rtol=1e-6
+    )
     before = [w.copy() for w in encoder.get_weights()]
     logs = model.train_on_batch(*batch, return_dict=True) if len(batch) == 2 else None
     if logs is None:

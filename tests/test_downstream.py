@@ -208,3 +208,21 @@ def test_accuracy_counts_argmax_hits():
     model = keras.Model(inputs, keras.layers.Softmax()(inputs))
     x = np.array([[3, 1, 0], [0, 2, 1], [0, 0, 5], [4, 0, 0]], dtype=np.float32)
     assert accuracy(model, x, np.array([0, 1, 1, 2])) == 0.5
+
+
+def test_accuracy_from_unshuffled_batches_equals_from_the_array():
+    from selfsup.data.inputs import batches
+
+    inputs = keras.Input((2, 2, 1))
+    model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Flatten()(inputs)))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (11, 2, 2, 1), dtype=np.uint8)
+    y = rng.integers(0, 4, 11)
+    expected = float(np.mean(np.argmax(images.reshape(11, 4), axis=1) == y))
+    assert 0 < expected < 1
+    assert accuracy(model, images.astype(np.float32) / 255, y) == expected
+    assert accuracy(model, batches(images, np.arange(11), y, batch_size=4), y) == expected
+    # Positions pick and repeat examples; the labels follow them.
+    positions = np.array([3, 3, 0, 10, 7])
+    picked = float(np.mean(np.argmax(images[positions].reshape(5, 4), axis=1) == y[positions]))
+    assert accuracy(model, batches(images, positions, y[positions], batch_size=2), y[positions]) == picked

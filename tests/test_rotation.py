@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
-from selfsup.data.sources import make_synthetic
+from selfsup.data.generated import make_synthetic
+from selfsup.data.inputs import batches
 from selfsup.pretext import get_method, has_pseudo_labels, rotation
 from selfsup.training import make_optimizer
 
@@ -70,17 +73,72 @@ def test_check_options():
     assert rotation.OPTIONS == {"rotations": "random"}
 
 
-def test_dataset_rotates_images_by_their_labels():
-    images = np.random.default_rng(0).random((3, 4, 4, 1)).astype(np.float32)
+def rotation_batches(images, pseudo, options, batch_size, seed):
+    """The pretext job's training batches: shuffled uint8 images through the method's transform."""
+    positions, labels = pseudo
+    return batches(
+        images,
+        positions,
+        labels,
+        batch_size=batch_size,
+        shuffle_seed=seed,
+        transform=partial(rotation.transform, options=options),
+        transform_seed=seed,
+    )
+
+
+def test_batches_rotate_images_by_their_labels():
+    images = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 1), dtype=np.uint8)
     pseudo = rotation.pseudo_labels(3, {"rotations": "all"}, seed=0)
-    batches = list(rotation.dataset(images, pseudo, {"rotations": "all"}, batch_size=5, seed=0))
-    assert [len(x) for x, _ in batches] == [5, 5, 2]
-    x = np.concatenate([b[0] for b in batches])
-    y = np.concatenate([b[1] for b in batches])
+    data = list(rotation_batches(images, pseudo, {"rotations": "all"}, batch_size=5, seed=0))
+    assert [len(x) for x, _ in data] == [5, 5, 2]
+    x = np.concatenate([b[0] for b in data])
+    y = np.concatenate([b[1] for b in data])
+    assert x.dtype == np.float32
     assert sorted(y.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
-    # Every batch item is one of the images rotated by its label.
+    # Every batch item is one of the (scaled) images rotated by its label, and each
+    # (image, rotation) pair appears exactly once.
+    scaled = images.astype(np.float32) / 255
+    found = set()
     for image, r in zip(x, y, strict=True):
-        assert any(np.array_equal(image, np.rot90(original, r)) for original in images)
+        matches = [
+            i for i, original in enumerate(scaled) if np.allclose(image, np.rot90(original, r), atol=1e-7)
+        ]
+        assert len(matches) == 1
+        found.add((matches[0], int(r)))
+    assert found == {(i, r) for i in range(3) for r in range(4)}
+
+
+def test_transform_turns_each_image_by_its_label():
+    import tensorflow as tf
+
+    images = np.random.default_rng(1).random((5, 6, 6, 2)).astype(np.float32)
+    labels = np.array([0, 3, 1, 2, 3])
+    x, y = rotation.transform(tf.constant(images), tf.constant(labels), tf.constant([1, 2], tf.int64), {})
+    np.testing.assert_array_equal(x.numpy(), rotation.rotate(images, labels))
+    np.testing.assert_array_equal(y.numpy(), labels)
+
+
+def test_rotate_batch_equals_numpy_rotate_for_all_turns():
+    import tensorflow as tf
+
+    # No symmetry: every pixel of every channel differs, and so does every image.
+    image = np.arange(5 * 5 * 2, dtype=np.float32).reshape(5, 5, 2) / 50
+    images = np.stack([image, image[::-1], image * 0.5 + 1, image[:, ::-1] + 2])
+    for r in range(4):
+        turns = np.full(4, r)
+        got = rotation.rotate_batch(tf.constant(images), tf.constant(turns)).numpy()
+        np.testing.assert_array_equal(got, rotation.rotate(images, turns))
+        np.testing.assert_array_equal(got, np.rot90(images, r, axes=(1, 2)))
+        if r:
+            assert not np.array_equal(got, images)
+    turns = np.array([3, 0, 2, 1])
+    got = rotation.rotate_batch(tf.constant(images), tf.constant(turns)).numpy()
+    np.testing.assert_array_equal(got, rotation.rotate(images, turns))
+    # uint8 and int64 turns too (the pipeline's labels are int32).
+    as_uint8 = (images * 40).astype(np.uint8)
+    got = rotation.rotate_batch(tf.constant(as_uint8), tf.constant(turns, tf.int64)).numpy()
+    np.testing.assert_array_equal(got, rotation.rotate(as_uint8, turns))
 
 
 def test_build_compile_and_fit_one_step(tiny_encoder):
@@ -114,10 +172,9 @@ def test_build_flattens_spatial_features(tiny_encoder):
 def test_rotation_is_learnable_on_synthetic_data(tiny_encoder):
     """A few epochs on the synthetic ground-line images beat chance (25%) clearly."""
     data = make_synthetic(n_train=512, image_size=16, seed=0)
-    images = data.x_train.astype(np.float32) / 255
     options = {"rotations": "random"}
-    train = rotation.dataset(
-        images, rotation.pseudo_labels(512, options, seed=0), options, batch_size=32, seed=0
+    train = rotation_batches(
+        data.x_train, rotation.pseudo_labels(512, options, seed=0), options, batch_size=32, seed=0
     )
     model = rotation.build(tiny_encoder((16, 16, 1), seed=0), options)
     model.compile(

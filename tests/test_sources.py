@@ -1,26 +1,24 @@
-"""selfsup.data.sources: IDX files, the downloader's checksum, digits and synthetic images."""
+"""selfsup.data.sources (the registry) and the IDX, bundled and generated sources."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from selfsup.data.sources import (
-    IDX_DATASETS,
-    IDX_FILES,
-    DataError,
-    download_idx,
-    load_dataset,
-    load_digits,
-    make_synthetic,
-    read_idx,
-    read_idx_folder,
-)
+from selfsup.data.dataset import DataError
+from selfsup.data.generated import load_digits, make_synthetic
+from selfsup.data.idx import IDX_FILES, read_idx, read_idx_folder
+from selfsup.data.sources import FASHION, SOURCES, download, layout, load_dataset
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -99,7 +97,7 @@ def test_read_idx_empty_file(tmp_path):
 @pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw"])
 def test_read_idx_folder(tmp_path, compress):
     arrays = write_idx_folder(tmp_path, compress=compress)
-    data = read_idx_folder(tmp_path, "fashion_mnist")
+    data = read_idx_folder(tmp_path, FASHION)
     assert data.x_train.shape == (6, 4, 5, 1)
     assert data.x_test.shape == (3, 4, 5, 1)
     assert data.image_shape == (4, 5, 1)
@@ -114,7 +112,7 @@ def test_read_idx_folder_missing_file_names_it_and_data_dir(tmp_path):
     write_idx_folder(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError) as err:
-        read_idx_folder(tmp_path, "mnist")
+        read_idx_folder(tmp_path, [str(d) for d in range(10)])
     message = str(err.value)
     assert str(tmp_path / "t10k-labels-idx1-ubyte.gz") in message
     assert "dataset.data_dir" in message
@@ -122,7 +120,7 @@ def test_read_idx_folder_missing_file_names_it_and_data_dir(tmp_path):
 
 def test_read_idx_folder_not_a_folder(tmp_path):
     with pytest.raises(DataError, match="dataset.data_dir .*nowhere is not a folder"):
-        read_idx_folder(tmp_path / "nowhere", "mnist")
+        read_idx_folder(tmp_path / "nowhere", FASHION)
 
 
 def test_read_idx_folder_images_and_labels_disagree(tmp_path):
@@ -131,14 +129,14 @@ def test_read_idx_folder_images_and_labels_disagree(tmp_path):
         gzip.compress(idx_bytes(np.zeros(5, dtype=np.uint8)))
     )
     with pytest.raises(DataError, match=r"train images \(6, 4, 5\) do not match labels \(5,\)"):
-        read_idx_folder(tmp_path, "mnist")
+        read_idx_folder(tmp_path, [str(d) for d in range(10)])
 
 
 def test_load_dataset_dispatch(tmp_path):
     write_idx_folder(tmp_path)
     assert load_dataset("mnist", tmp_path).x_train.shape == (6, 4, 5, 1)
     assert load_dataset("synthetic", n_train=10, n_test=2).x_train.shape == (10, 16, 16, 1)
-    with pytest.raises(DataError, match="mnist needs a folder"):
+    with pytest.raises(DataError, match="mnist needs its files: download them or set dataset.data_dir"):
         load_dataset("mnist")
     with pytest.raises(DataError, match="unknown dataset 'cifar'; choose one of mnist, fashion_mnist"):
         load_dataset("cifar")
@@ -149,7 +147,7 @@ def test_load_dataset_dispatch(tmp_path):
 
 @pytest.mark.realdata
 def test_real_mnist(real_data_dir):
-    data = read_idx_folder(real_data_dir("mnist"), "mnist")
+    data = load_dataset("mnist", real_data_dir("mnist"))
     assert data.x_train.shape == (60000, 28, 28, 1)
     assert data.x_test.shape == (10000, 28, 28, 1)
     assert data.y_train.shape == (60000,)
@@ -164,7 +162,7 @@ def test_real_mnist(real_data_dir):
 
 @pytest.mark.realdata
 def test_real_fashion_mnist(real_data_dir):
-    data = read_idx_folder(real_data_dir("fashion-mnist"), "fashion_mnist")
+    data = load_dataset("fashion_mnist", real_data_dir("fashion-mnist"))
     assert data.x_train.shape == (60000, 28, 28, 1)
     assert data.x_test.shape == (10000, 28, 28, 1)
     # Fashion-MNIST is balanced: 6,000 training and 1,000 test images per class.
@@ -181,10 +179,10 @@ def test_published_md5_of_official_fashion_label_files(real_data_dir):
     folder = real_data_dir("fashion-mnist")
     for name in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         digest = hashlib.md5((folder / name).read_bytes()).hexdigest()
-        assert digest == IDX_DATASETS["fashion_mnist"]["md5"][name]
+        assert digest == SOURCES["fashion_mnist"].files[name]
 
 
-# --- download_idx ---------------------------------------------------------------------
+# --- download ---------------------------------------------------------------------
 
 
 def make_mirror(folder):
@@ -202,7 +200,7 @@ def test_download_idx_rejects_file_with_wrong_md5(tmp_path):
     make_mirror(mirror)
     dest = tmp_path / "dest"
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz fails its published MD5 check"):
-        download_idx("mnist", dest, origin=mirror.as_uri() + "/")
+        download("mnist", dest, origin=mirror.as_uri() + "/")
     # The bad file is gone, and after the first failure nothing else was fetched.
     assert not list(dest.iterdir())
 
@@ -210,27 +208,27 @@ def test_download_idx_rejects_file_with_wrong_md5(tmp_path):
 def test_download_idx_accepts_matching_md5_and_reads_back(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     md5s = make_mirror(mirror)
-    monkeypatch.setitem(IDX_DATASETS["mnist"], "md5", md5s)
+    monkeypatch.setitem(SOURCES, "mnist", dataclasses.replace(SOURCES["mnist"], files=md5s))
     dest = tmp_path / "dest"
-    paths = download_idx("mnist", dest, origin=mirror.as_uri() + "/")
+    paths = download("mnist", dest, origin=mirror.as_uri() + "/")
     assert sorted(p.name for p in paths) == sorted(md5s)
     assert all(p.parent == dest.resolve() for p in paths)
-    assert read_idx_folder(dest, "mnist").x_train.shape == (6, 4, 5, 1)
+    assert load_dataset("mnist", dest).x_train.shape == (6, 4, 5, 1)
 
     # A file already there with the right checksum is kept, not fetched again.
     shutil.rmtree(mirror)
-    assert download_idx("mnist", dest, origin=mirror.as_uri() + "/") == paths
+    assert download("mnist", dest, origin=mirror.as_uri() + "/") == paths
 
 
 def test_download_idx_refetches_a_corrupted_local_file(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     md5s = make_mirror(mirror)
-    monkeypatch.setitem(IDX_DATASETS["mnist"], "md5", md5s)
+    monkeypatch.setitem(SOURCES, "mnist", dataclasses.replace(SOURCES["mnist"], files=md5s))
     dest = tmp_path / "dest"
-    download_idx("mnist", dest, origin=mirror.as_uri() + "/")
+    download("mnist", dest, origin=mirror.as_uri() + "/")
     target = dest / "train-images-idx3-ubyte.gz"
     target.write_bytes(b"half a download")
-    download_idx("mnist", dest, origin=mirror.as_uri() + "/")
+    download("mnist", dest, origin=mirror.as_uri() + "/")
     assert target.read_bytes() == (mirror / target.name).read_bytes()
 
 
@@ -287,3 +285,42 @@ def test_make_synthetic_has_ground_line_and_class_glyphs():
 def test_missing_real_data_skips_with_reason(real_data_dir):
     with pytest.raises(pytest.skip.Exception, match="real data not available: .*no-such-set does not exist"):
         real_data_dir("no-such-set")
+
+
+# --- the registry ---------------------------------------------------------------------
+
+
+def test_schema_names_exactly_the_registered_sources():
+    schema = yaml.safe_load((REPO / "schemas" / "study.schema.yaml").read_text())
+    assert schema["properties"]["dataset"]["properties"]["name"]["enum"] == list(SOURCES)
+
+
+@pytest.mark.parametrize("name", ["digits", "synthetic"])
+def test_layout_matches_what_the_loader_gives(name):
+    """The registry's layout is what study checks rely on before any job: it must be true."""
+    expected = layout(name)
+    data = load_dataset(name)
+    assert (len(data.x_train), len(data.x_test)) == (expected.n_train, expected.n_test)
+    assert data.image_shape == expected.image_shape
+    assert tuple(data.class_names) == expected.class_names
+
+
+def test_every_source_declares_a_consistent_entry():
+    for name, source in SOURCES.items():
+        entry = layout(name)
+        assert len(entry.image_shape) == 3 and entry.n_train > 0 and entry.n_test > 0, name
+        assert len(set(entry.class_names)) == len(entry.class_names) > 1, name
+        assert bool(entry.n_folds) == bool(entry.fold_size), name
+        for filename, md5 in source.files.items():
+            assert len(md5) == 32 and int(md5, 16) >= 0, (name, filename)
+            assert source.origin.startswith("http"), name
+
+
+def test_cifar100_label_modes_change_the_classes():
+    assert len(layout("cifar100").class_names) == 100
+    assert len(layout("cifar100", {"label_mode": "coarse"}).class_names) == 20
+
+
+def test_unknown_source_lists_the_registered_ones():
+    with pytest.raises(DataError, match="unknown dataset 'imagenet'; choose one of mnist, fashion_mnist, cifar10"):
+        layout("imagenet")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selfsup.data.splits import index_range, make_split, stratified_order
+from selfsup.data.splits import fraction_split, index_range, make_split, stratified_order
 
 
 def test_index_range():
@@ -99,3 +99,147 @@ def test_budget_errors():
 def test_make_split_bad_test_range():
     with pytest.raises(ValueError, match=r"split.test = \[0, 60\) must lie within \[0, 50\)"):
         make_split(imbalanced_labels(n=200), 50, None, None, [0, 60], seed=0)
+
+
+# --- labeled fractions ------------------------------------------------------------------
+
+
+def test_fraction_split_is_the_reference_cifar100_draw():
+    labeled, unlabeled = fraction_split(50000, 0.2, 125)
+    assert (len(labeled), len(unlabeled)) == (10080, 39920)
+    # The reference study's own lines, on the legacy global generator (state restored after).
+    state = np.random.get_state()
+    try:
+        np.random.seed(125)
+        p = np.random.rand(50000)
+    finally:
+        np.random.set_state(state)
+    np.testing.assert_array_equal(labeled, np.flatnonzero(p <= 0.2))
+    np.testing.assert_array_equal(unlabeled, np.flatnonzero(p > 0.2))
+    assert labeled.dtype == unlabeled.dtype == np.int64
+
+
+def test_fraction_split_partitions_the_images():
+    labeled, unlabeled = fraction_split(1000, 0.3, 7)
+    np.testing.assert_array_equal(np.sort(np.concatenate([labeled, unlabeled])), np.arange(1000))
+    assert 200 < len(labeled) < 400
+    np.testing.assert_array_equal(fraction_split(1000, 0.3, 7)[0], labeled)
+    assert not np.array_equal(fraction_split(1000, 0.3, 8)[0], labeled)
+
+
+@pytest.mark.parametrize("fraction", [0, 0.0, 1, 1.0, -0.1, 1.5])
+def test_fraction_outside_the_open_interval(fraction):
+    with pytest.raises(ValueError, match=r"split.labeled_fraction.fraction must lie in \(0, 1\)"):
+        fraction_split(100, fraction, 0)
+    with pytest.raises(ValueError, match="split.labeled_fraction.fraction"):
+        make_split(imbalanced_labels(n=100), 10, seed=1, labeled_fraction={"fraction": fraction, "seed": 0})
+
+
+def test_make_split_with_a_labeled_fraction():
+    y_train = imbalanced_labels(n=2000)
+    split = make_split(y_train, 50, seed=3, labeled_fraction={"fraction": 0.25, "seed": 11})
+    labeled, unlabeled = fraction_split(2000, 0.25, 11)
+    np.testing.assert_array_equal(split.labeled, labeled)
+    np.testing.assert_array_equal(split.unlabeled, unlabeled)
+    assert split.unlabeled_part == "train"
+    np.testing.assert_array_equal(split.test, np.arange(50))
+    np.testing.assert_array_equal(np.sort(split.budget_order), labeled)
+    small, large = split.budget(40), split.budget(200)
+    assert set(small) <= set(large) <= set(labeled)
+    share = np.bincount(y_train[labeled], minlength=4) / len(labeled)
+    for budget in (small, large):
+        assert np.abs(np.bincount(y_train[budget], minlength=4) - len(budget) * share).max() <= 1
+    # The replicate seed reorders the budgets, never the pools.
+    other = make_split(y_train, 50, seed=4, labeled_fraction={"fraction": 0.25, "seed": 11})
+    np.testing.assert_array_equal(other.labeled, split.labeled)
+    assert not np.array_equal(other.budget(40), split.budget(40))
+
+
+# --- folds and own unlabeled images ------------------------------------------------------
+
+
+def stl10_like(seed=0):
+    """5,000 labels of 10 classes (500 each) and ten folds of 1,000 training indices."""
+    rng = np.random.default_rng(seed)
+    y_train = rng.permutation(np.repeat(np.arange(10), 500))
+    folds = [np.sort(rng.choice(5000, 1000, replace=False)) for _ in range(10)]
+    return y_train, folds
+
+
+@pytest.mark.parametrize("seed", [1, 4, 10])
+def test_folds_seed_picks_the_fold_with_nested_stratified_budgets(seed):
+    y_train, folds = stl10_like()
+    split = make_split(y_train, 8000, seed=seed, folds=True, predefined_folds=folds)
+    fold = folds[seed - 1]  # fold numbers are 1-based
+    np.testing.assert_array_equal(split.labeled, fold)
+    np.testing.assert_array_equal(np.sort(split.budget_order), fold)
+    np.testing.assert_array_equal(split.unlabeled, np.arange(5000))  # no range: all training images
+    share = np.bincount(y_train[fold], minlength=10) / len(fold)
+    previous = set()
+    for n in (10, 100, 250, 1000):
+        budget = split.budget(n)
+        assert previous <= set(budget) <= set(fold)
+        assert np.abs(np.bincount(y_train[budget], minlength=10) - n * share).max() <= 1
+        previous = set(budget)
+    with pytest.raises(ValueError, match="budget 1001 exceeds the labeled pool of 1000"):
+        split.budget(1001)
+
+
+@pytest.mark.parametrize("seed", [0, 11])
+def test_folds_seed_out_of_range(seed):
+    y_train, folds = stl10_like()
+    with pytest.raises(ValueError, match=rf"split.folds: seed {seed} names no fold; folds are 1..10"):
+        make_split(y_train, 8000, seed=seed, folds=True, predefined_folds=folds)
+
+
+def test_folds_on_a_dataset_without_folds():
+    with pytest.raises(ValueError, match="split.folds: this dataset has no predefined folds"):
+        make_split(imbalanced_labels(n=100), 10, seed=1, folds=True)
+
+
+def test_own_unlabeled_images():
+    y_train, folds = stl10_like()
+    split = make_split(
+        y_train, 8000, unlabeled="own", seed=2, folds=True, predefined_folds=folds, n_own_unlabeled=300
+    )
+    assert split.unlabeled_part == "unlabeled"
+    np.testing.assert_array_equal(split.unlabeled, np.arange(300))
+    assert split.unlabeled.dtype == np.int64
+    np.testing.assert_array_equal(split.labeled, folds[1])
+    # Without folds, the whole training set is labeled.
+    split = make_split(y_train, 8000, unlabeled="own", seed=2, n_own_unlabeled=300)
+    np.testing.assert_array_equal(split.labeled, np.arange(5000))
+    assert split.unlabeled_part == "unlabeled"
+    with pytest.raises(
+        ValueError, match="split.unlabeled: 'own' needs a dataset that ships unlabeled images"
+    ):
+        make_split(y_train, 8000, unlabeled="own", seed=2)
+
+
+def test_range_pools_index_the_training_images():
+    split = make_split(imbalanced_labels(n=100), 10, [0, 50], [50, 100], None, seed=1)
+    assert split.unlabeled_part == "train"
+    assert split.normalization.kind == "none"
+
+
+# --- many classes ----------------------------------------------------------------------
+
+
+def test_budgets_nested_and_stratified_with_100_classes():
+    """CIFAR-100-like: 500 images per class, the reference 20% labeled."""
+    y_train = np.random.default_rng(0).permutation(np.repeat(np.arange(100), 500))
+    split = make_split(y_train, 10000, seed=1, labeled_fraction={"fraction": 0.2, "seed": 125})
+    assert len(split.labeled) == 10080
+    counts = np.bincount(y_train[split.labeled], minlength=100)
+    assert counts.min() > 50  # every class is in the pool, in unequal numbers
+    share = counts / counts.sum()
+    previous = set()
+    for n in (100, 500, 1000, 2500, 5000, 10080):
+        budget = split.budget(n)
+        assert len(budget) == len(set(budget)) == n
+        assert previous <= set(budget)
+        per_class = np.bincount(y_train[budget], minlength=100)
+        assert np.abs(per_class - n * share).max() <= 1
+        previous = set(budget)
+    # 100 labels: one per class.
+    np.testing.assert_array_equal(np.bincount(y_train[split.budget(100)], minlength=100), np.ones(100))

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from selfsup.study import StudyError, check_options, check_study, dataset_shape, downstream_settings
+from selfsup.data.dataset import DataError
+from selfsup.data.generated import load_digits, make_synthetic
+from selfsup.data.sources import layout
+from selfsup.study import (
+    StudyError,
+    check_dataset,
+    check_options,
+    check_study,
+    check_training,
+    downstream_settings,
+    labeled_pool_size,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +129,8 @@ def test_budget_above_labeled_pool(study):
     study["budgets"] = [16, 200]
     with pytest.raises(StudyError, match=r"budgets: 200 labels exceed the labeled pool of 128") as err:
         check_study(study)
-    assert "split.labeled" in str(err.value)
+    # The pool may come from split.labeled, labeled_fraction or folds: the message points at split.
+    assert "(split); use budgets <= 128 or 'all'" in str(err.value)
 
 
 def test_budget_all_and_whole_pool(study):
@@ -196,23 +209,266 @@ def test_downstream_settings_merges_overrides(study):
     assert linear["head"] == {"hidden": [], "dropout": 0.0}
 
 
-def test_dataset_shapes():
-    assert dataset_shape({"name": "mnist"}) == (60000, 10000, (28, 28, 1))
-    assert dataset_shape({"name": "fashion_mnist"}) == (60000, 10000, (28, 28, 1))
-    assert dataset_shape({"name": "digits"}) == (1500, 297, (8, 8, 1))
-    assert dataset_shape({"name": "synthetic"}) == (512, 128, (16, 16, 1))
-    assert dataset_shape({"name": "synthetic", "options": {"image_size": 12, "n_test": 7}}) == (
-        512,
-        7,
-        (12, 12, 1),
-    )
-    with pytest.raises(StudyError, match="dataset.name: unknown dataset 'cifar'"):
-        dataset_shape({"name": "cifar"})
+def test_layouts_of_the_registry():
+    def sizes(name, options=None):
+        found = layout(name, options)
+        return found.n_train, found.n_test, found.image_shape
+
+    assert sizes("mnist") == (60000, 10000, (28, 28, 1))
+    assert sizes("fashion_mnist") == (60000, 10000, (28, 28, 1))
+    assert sizes("digits") == (1500, 297, (8, 8, 1))
+    assert sizes("cifar10") == (50000, 10000, (32, 32, 3))
+    assert sizes("cifar100") == (50000, 10000, (32, 32, 3))
+    assert sizes("stl10") == (5000, 8000, (96, 96, 3))
+    assert sizes("synthetic") == (512, 128, (16, 16, 1))
+    assert sizes("synthetic", {"image_size": 12, "n_test": 7}) == (512, 7, (12, 12, 1))
+    with pytest.raises(DataError, match="unknown dataset 'cifar'"):
+        layout("cifar")
 
 
-def test_digits_shape_matches_the_source():
-    from selfsup.data.sources import load_digits
+def test_layout_classes_folds_and_unlabeled_images():
+    assert len(layout("cifar10").class_names) == 10
+    assert len(layout("cifar100").class_names) == 100  # label_mode fine by default
+    assert len(layout("cifar100", {"label_mode": "coarse"}).class_names) == 20
+    assert layout("synthetic", {"num_classes": 3}).class_names == ("glyph0", "glyph1", "glyph2")
+    stl10 = layout("stl10")
+    assert (stl10.n_unlabeled, stl10.n_folds, stl10.fold_size) == (100000, 10, 1000)
+    for name in ("mnist", "cifar10", "cifar100", "digits", "synthetic"):
+        found = layout(name)
+        assert (found.n_unlabeled, found.n_folds, found.fold_size) == (0, 0, 0)
 
+
+def test_digits_layout_matches_the_source():
     data = load_digits()
-    n_train, n_test, shape = dataset_shape({"name": "digits"})
-    assert (len(data.x_train), len(data.x_test), data.image_shape) == (n_train, n_test, shape)
+    found = layout("digits")
+    assert (len(data.x_train), len(data.x_test), data.image_shape) == (
+        found.n_train,
+        found.n_test,
+        found.image_shape,
+    )
+    assert tuple(data.class_names) == found.class_names
+
+
+def test_synthetic_layout_matches_the_source():
+    options = {"n_train": 20, "n_test": 6, "image_size": 10, "num_classes": 3, "seed": 1}
+    data = make_synthetic(**options)
+    found = layout("synthetic", options)
+    assert (len(data.x_train), len(data.x_test), data.image_shape) == (
+        found.n_train,
+        found.n_test,
+        found.image_shape,
+    )
+    assert tuple(data.class_names) == found.class_names
+
+
+# --- datasets and splits, against the registry -----------------------------------------
+
+
+def with_dataset(study: dict, name: str, options: dict | None = None, **split) -> dict:
+    """`study` on dataset `name`, with whole-range pools and `split` changes."""
+    study["dataset"] = {"name": name, "data_dir": None, "options": options or {}, "normalization": "none"}
+    study["split"] = {
+        "labeled": None,
+        "unlabeled": None,
+        "test": None,
+        "labeled_fraction": None,
+        "folds": False,
+        **split,
+    }
+    return study
+
+
+def test_cifar_and_stl10_studies_pass_with_defaults_filled(study):
+    checked = check_study(with_dataset(study, "cifar100"))
+    assert checked["dataset"]["options"] == {"label_mode": "fine"}
+    checked = check_study(with_dataset(study, "cifar10"))
+    assert checked["dataset"]["options"] == {}
+    study["seeds"] = [1, 10]
+    study["budgets"] = [100, 1000, "all"]
+    check_study(with_dataset(study, "stl10", folds=True, unlabeled="own"))
+
+
+def test_check_dataset_fills_option_defaults_in_place():
+    dataset = {"name": "cifar100", "options": {}}
+    assert check_dataset(dataset).class_names == layout("cifar100").class_names
+    assert dataset["options"] == {"label_mode": "fine"}
+    dataset = {"name": "synthetic", "options": {"n_train": 40}}
+    assert check_dataset(dataset).n_train == 40
+    assert dataset["options"]["image_size"] == 16
+
+
+def test_unknown_dataset_name(study):
+    with pytest.raises(StudyError, match=r"^dataset\.name: unknown dataset 'cifar'; choose one of") as err:
+        check_study(with_dataset(study, "cifar"))
+    assert "cifar100" in str(err.value) and "stl10" in str(err.value)
+
+
+def test_cifar100_label_mode_must_be_fine_or_coarse(study):
+    with pytest.raises(
+        StudyError, match=r"^dataset\.options\.label_mode: 'middle' is not one of fine, coarse"
+    ):
+        check_study(with_dataset(study, "cifar100", {"label_mode": "middle"}))
+    assert check_study(with_dataset(study, "cifar100", {"label_mode": "coarse"}))["dataset"]["options"] == {
+        "label_mode": "coarse"
+    }
+
+
+def test_option_the_source_does_not_take(study):
+    with pytest.raises(StudyError, match=r"^dataset\.options: unknown option\(s\) label_mode; allowed: none"):
+        check_study(with_dataset(study, "mnist", {"label_mode": "fine"}))
+    with pytest.raises(StudyError, match=r"^dataset\.options: unknown option\(s\) size; allowed: image_size"):
+        check_study(with_dataset(study, "synthetic", {"size": 8}))
+
+
+def test_wrong_type_of_a_source_option(study):
+    with pytest.raises(StudyError, match=r"^dataset\.options\.n_train: expected int like 512, got '40'"):
+        check_study(with_dataset(study, "synthetic", {"n_train": "40"}))
+
+
+def test_data_dir_with_a_source_that_reads_no_files(study):
+    with_dataset(study, "synthetic")
+    study["dataset"]["data_dir"] = "/data/synthetic"
+    with pytest.raises(StudyError, match=r"^dataset\.data_dir: synthetic reads no files; remove data_dir"):
+        check_study(study)
+    with_dataset(study, "cifar10")
+    study["dataset"]["data_dir"] = "/data/cifar10"
+    check_study(study)  # a source with files takes a folder (it is read by the prepare job)
+
+
+def test_folds_on_a_dataset_without_folds(study):
+    with pytest.raises(StudyError, match=r"^split\.folds: this dataset has no predefined folds"):
+        check_study(with_dataset(study, "cifar10", folds=True))
+
+
+@pytest.mark.parametrize("seeds, bad", [([0, 1], [0]), ([10, 11, 12], [11, 12])])
+def test_fold_seeds_must_name_folds(study, seeds, bad):
+    study["seeds"] = seeds
+    study["budgets"] = [100]
+    with pytest.raises(
+        StudyError, match=rf"^seeds: .*fold numbers 1\.\.10; {re.escape(str(bad))} name no fold"
+    ):
+        check_study(with_dataset(study, "stl10", folds=True))
+
+
+def test_folds_replace_the_labeled_range(study):
+    study["budgets"] = [100]
+    with pytest.raises(StudyError, match=r"^split\.folds: the folds are the labeled pools"):
+        check_study(with_dataset(study, "stl10", folds=True, labeled=[0, 1000]))
+
+
+def test_own_unlabeled_images_need_a_dataset_that_has_them(study):
+    with pytest.raises(StudyError, match=r"^split\.unlabeled: 'own' needs a dataset that ships unlabeled"):
+        check_study(with_dataset(study, "cifar10", unlabeled="own"))
+    study["budgets"] = [100, 5000]
+    check_study(with_dataset(study, "stl10", unlabeled="own"))  # all 5,000 training images labeled
+
+
+def test_labeled_fraction_with_a_labeled_range(study):
+    fraction = {"fraction": 0.2, "seed": 125}
+    with pytest.raises(StudyError, match=r"^split\.labeled: labeled_fraction chooses the labeled"):
+        check_study(with_dataset(study, "cifar100", labeled=[0, 1000], labeled_fraction=fraction))
+    with pytest.raises(StudyError, match=r"^split\.unlabeled: labeled_fraction chooses"):
+        check_study(with_dataset(study, "cifar100", unlabeled=[0, 1000], labeled_fraction=fraction))
+
+
+def test_labeled_fraction_that_labels_nothing(study):
+    # 256 draws, none of them below 0.001 with this seed.
+    with_dataset(study, "synthetic", {"n_train": 256}, labeled_fraction={"fraction": 0.001, "seed": 0})
+    with pytest.raises(StudyError, match=r"^split\.labeled_fraction: .* labels 0 of 256 images"):
+        check_study(study)
+
+
+def test_budget_within_the_fraction_pool(study):
+    # CIFAR-100 with the reference draw labels 10,080 of 50,000 images.
+    with_dataset(study, "cifar100", labeled_fraction={"fraction": 0.2, "seed": 125})
+    study["budgets"] = [1000, 10080, "all"]
+    check_study(study)
+    assert labeled_pool_size(study["split"], layout("cifar100"), study["seeds"]) == 10080
+    study["budgets"] = [10081]
+    with pytest.raises(StudyError, match=r"^budgets: 10081 labels exceed the labeled pool of 10080"):
+        check_study(study)
+
+
+def test_budget_above_a_fold(study):
+    study["seeds"] = [1, 2, 3]
+    study["budgets"] = [100, 1001]
+    with pytest.raises(StudyError, match=r"^budgets: 1001 labels exceed the labeled pool of 1000"):
+        check_study(with_dataset(study, "stl10", folds=True, unlabeled="own"))
+    assert labeled_pool_size(study["split"], layout("stl10"), study["seeds"]) == 1000
+
+
+def test_labeled_pool_sizes():
+    cifar = layout("cifar10")
+    base = {"labeled": None, "unlabeled": None, "test": None, "labeled_fraction": None, "folds": False}
+    assert labeled_pool_size(base, cifar, [1]) == 50000
+    assert labeled_pool_size({**base, "labeled": [100, 4100]}, cifar, [1]) == 4000
+    with pytest.raises(StudyError, match=r"^split\.labeled: \[0, 50001\) must lie within \[0, 50000\)"):
+        labeled_pool_size({**base, "labeled": [0, 50001]}, cifar, [1])
+
+
+# --- methods against the dataset ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["per_pixel_mean", "per_channel"])
+def test_reconstruction_method_rejects_normalized_inputs(study, kind):
+    study["pretext"]["recon"] = {**study["pretext"].pop("rotation"), "method": "autoencoder", "options": {}}
+    study["dataset"]["normalization"] = kind
+    with pytest.raises(
+        StudyError,
+        match=rf"^pretext\.recon: autoencoder reconstructs pixels .*dataset\.normalization .*{kind!r}",
+    ):
+        check_study(study)
+    study["dataset"]["normalization"] = "none"
+    check_study(study)
+
+
+def test_rotation_takes_normalized_inputs(study):
+    study["dataset"]["normalization"] = "per_pixel_mean"
+    assert check_study(study)["dataset"]["normalization"] == "per_pixel_mean"
+
+
+# --- training settings -----------------------------------------------------------------
+
+MISMATCHED = {"name": "step", "boundaries": [80, 120], "factors": [0.1]}
+
+
+def test_lr_schedule_with_mismatched_factors_names_the_stage(study):
+    study["pretext"]["rotation"]["lr_schedule"] = MISMATCHED
+    with pytest.raises(StudyError, match=r"^pretext\.rotation\.lr_schedule\.factors must list one factor"):
+        check_study(study)
+    study["pretext"]["rotation"]["lr_schedule"] = None
+    study["downstream"]["lr_schedule"] = MISMATCHED
+    with pytest.raises(StudyError, match=r"^downstream\.lr_schedule\.factors must list one factor"):
+        check_study(study)
+    study["downstream"]["lr_schedule"] = None
+    study["downstream"]["overrides"] = {"linear": {"lr_schedule": MISMATCHED}}
+    with pytest.raises(
+        StudyError, match=r"^downstream\.overrides\.linear\.lr_schedule\.factors must list one factor"
+    ):
+        check_study(study)
+
+
+def test_sound_schedule_and_augmentation_pass(study):
+    study["pretext"]["rotation"]["lr_schedule"] = {"name": "step", "boundaries": [1], "factors": [0.1]}
+    study["downstream"]["augmentation"] = {"horizontal_flip": True, "shift": 0.1}
+    checked = check_study(study)
+    assert checked["downstream"]["augmentation"] == {"horizontal_flip": True, "shift": 0.1}
+
+
+def test_check_training_rejects_a_shift_of_more_than_the_image():
+    with pytest.raises(StudyError, match=r"^downstream\.augmentation\.shift must lie in \[0, 1\), got 1\.5"):
+        check_training("downstream", {"augmentation": {"shift": 1.5}})
+    with pytest.raises(StudyError, match=r"^pretext\.rotation\.augmentation: unknown key\(s\) \['zoom'\]"):
+        check_training("pretext.rotation", {"augmentation": {"zoom": 0.1}})
+    check_training("downstream", {"augmentation": {"horizontal_flip": True, "shift": 0.5}})
+    check_training("downstream", {"augmentation": None})
+
+
+def test_schema_rejects_a_shift_of_more_than_the_image():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((ROOT / "tests" / "data" / "tiny_study.yaml").read_text())
+    config["downstream"]["augmentation"] = {"shift": 1.5}
+    with pytest.raises(WorkflowError, match="1.5"):
+        validate(config, str(ROOT / "schemas" / "study.schema.yaml"))

@@ -230,5 +230,11 @@ def test_resume_dir_without_interruption(tmp_path):
     assert list(history.epoch) == [0, 1]
     assert history.attrs["resumed_from_epoch"] == 0
     assert not (tmp_path / "resume").exists()
-    # The same columns as without resume_dir: no empty val_* ones without validation data.
-    assert sorted(history.columns) == ["accuracy", "epoch", "loss"]
+    # The same columns as without resume_dir: no empty val_* ones without validation data,
+    # and the learning rate in force during each epoch.
+    assert sorted(history.columns) == ["accuracy", "epoch", "learning_rate", "loss"]
+    np.testing.assert_allclose(history["learning_rate"], [0.01, 0.01], rtol=1e-6)
+    plain = fit(
+        tiny_model(keras.optimizers.Adam(0.01)), data, epochs=1, samples_per_epoch=64, stream=io.StringIO()
+    )
+    assert sorted(plain.columns) == sorted(history.columns)
