@@ -18,8 +18,11 @@ def check(settings: dict) -> None:
     unknown = sorted(set(settings) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"augmentation: unknown key(s) {unknown}; allowed: {sorted(DEFAULTS)}")
+    flip = settings.get("horizontal_flip", False)
+    if not isinstance(flip, bool):
+        raise ValueError(f"augmentation.horizontal_flip must be true or false, got {flip!r}")
     shift = settings.get("shift", 0.0)
-    if not 0 <= shift < 1:
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not 0 <= shift < 1:
         raise ValueError(f"augmentation.shift must lie in [0, 1), got {shift}")
 
 

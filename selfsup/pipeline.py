@@ -122,10 +122,17 @@ def train_pretext(
         },
     )
     history.to_csv(history_path, index=False)
+    _close(images)
     shown = scale(artifacts.read_images(data_path, part, split.unlabeled[:EXAMPLE_IMAGES]))
     examples = method.examples(model, shown, options, seed)
     artifacts.write_examples(examples_path, examples, {**meta, "method": settings["method"], "seed": seed})
     return history
+
+
+def _close(images) -> None:
+    # A pool streamed from its HDF5 file holds the file open until closed.
+    if hasattr(images, "close"):
+        images.close()
 
 
 def _state_dir(resume_dir):
@@ -164,8 +171,9 @@ def train_downstream(
     labeled = split.budget(budget)
     train_pos, val_pos = downstream.validation_cut(len(labeled), settings["validation_split"], seed)
     y_train, y_test = info["y_train"], info["y_test"]
-    train_images = artifacts.read_images(data_path, "train", labeled)
-    test_images = artifacts.read_images(data_path, "test", split.test)
+    limit = settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
+    train_images, labeled_pos = load_pool(data_path, "train", labeled, limit)
+    test_images, test_pos = load_pool(data_path, "test", split.test, limit)
 
     def classifier_batches(images, where, labels, shuffle_seed=None, augmentation=None):
         return batches(
@@ -217,17 +225,18 @@ def train_downstream(
     def accuracy(images, where, labels):
         return downstream.accuracy(model, classifier_batches(images, where, labels), labels)
 
-    test_all = np.arange(len(split.test))
     probabilities = model.predict(
-        classifier_batches(test_images, test_all[:1], y_test[split.test[:1]]), verbose=0
+        classifier_batches(test_images, test_pos[:1], y_test[split.test[:1]]), verbose=0
     )
     metrics = {
         "protocol": protocol,
         "budget": str(budget),
         "n_labels": int(len(labeled)),
-        "test_accuracy": accuracy(test_images, test_all, y_test[split.test]),
-        "train_accuracy": accuracy(train_images, train_pos, y_train[labeled[train_pos]]),
-        "val_accuracy": accuracy(train_images, val_pos, y_train[labeled[val_pos]]) if len(val_pos) else None,
+        "test_accuracy": accuracy(test_images, test_pos, y_test[split.test]),
+        "train_accuracy": accuracy(train_images, labeled_pos[train_pos], y_train[labeled[train_pos]]),
+        "val_accuracy": (
+            accuracy(train_images, labeled_pos[val_pos], y_train[labeled[val_pos]]) if len(val_pos) else None
+        ),
         "epochs_run": int(len(history)),
         "resumed_from_epoch": history.attrs["resumed_from_epoch"],
         **counts,
@@ -239,4 +248,6 @@ def train_downstream(
         },
     }
     print(f"test accuracy {metrics['test_accuracy']:.4f}", file=stream, flush=True)
+    for images in (train_images, test_images):
+        _close(images)
     return metrics, history

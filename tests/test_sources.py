@@ -322,5 +322,7 @@ def test_cifar100_label_modes_change_the_classes():
 
 
 def test_unknown_source_lists_the_registered_ones():
-    with pytest.raises(DataError, match="unknown dataset 'imagenet'; choose one of mnist, fashion_mnist, cifar10"):
+    with pytest.raises(
+        DataError, match="unknown dataset 'imagenet'; choose one of mnist, fashion_mnist, cifar10"
+    ):
         layout("imagenet")

@@ -303,7 +303,16 @@ def get_source(name: str) -> Source:
 def layout(name: str, options: dict | None = None) -> Layout:
     """The layout of source `name` with `options` over its defaults, without loading it."""
     source = get_source(name)
-    return source.layout({**source.options, **(options or {})})
+    options = {**source.options, **(options or {})}
+    unknown = sorted(set(options) - set(source.options))
+    if unknown:
+        raise DataError(
+            f"{name} takes no option(s) {', '.join(unknown)}; its options: {sorted(source.options)}"
+        )
+    for key, allowed in source.choices.items():
+        if options[key] not in allowed:
+            raise DataError(f"{name} option {key}: {options[key]!r} is not one of {', '.join(allowed)}")
+    return source.layout(options)
 
 
 def load_dataset(

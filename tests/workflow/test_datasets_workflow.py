@@ -158,9 +158,15 @@ def test_an_archive_that_fails_its_checksum_stops_at_prepare(tmp_path, cifar10_f
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"dataset": {"name": "cifar100", "options": {"label_mode": "middle"}}}, "dataset.options.label_mode"),
+        (
+            {"dataset": {"name": "cifar100", "options": {"label_mode": "middle"}}},
+            "dataset.options.label_mode",
+        ),
         ({"dataset": {"name": "cifar10"}, "split": {"folds": True}}, "split.folds: this dataset has no"),
-        ({"dataset": {"name": "stl10"}, "split": {"folds": True}, "seeds": [0, 11]}, "seeds: with split.folds"),
+        (
+            {"dataset": {"name": "stl10"}, "split": {"folds": True}, "seeds": [0, 11]},
+            "seeds: with split.folds",
+        ),
         ({"split": {"labeled_fraction": {"fraction": 1.5, "seed": 125}}}, "labeled_fraction"),
         ({"dataset": {"name": "imagenet"}}, "dataset"),
     ],
