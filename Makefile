@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 CORES ?= all
+# GPU=1 adds the CUDA libraries of the pinned TensorFlow (make run GPU=1 on a GPU node).
+GPU ?= 0
+TF_VERSION := $(shell sed -n 's/^tensorflow==//p' requirements.txt)
+CUDA_STAMP := $(if $(filter 1,$(GPU)),$(VENV)/.cuda,)
 
 .PHONY: venv run test lint format clean
 
@@ -14,7 +18,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --editable .
 	touch $@
 
-venv: $(VENV)/.installed
+$(VENV)/.cuda: $(VENV)/.installed
+	$(BIN)/pip install --quiet "tensorflow[and-cuda]==$(TF_VERSION)"
+	touch $@
+
+venv: $(VENV)/.installed $(CUDA_STAMP)
 
 run: venv
 	$(BIN)/snakemake --cores $(CORES)
