@@ -130,10 +130,19 @@ def pipeline_pretext(workdir: Path, study: dict, epochs: int) -> dict:
 
 def worker(name: str, args) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
     from selfsup import training
 
-    training.configure(args.threads, 1)
+    if name.startswith("notebook"):
+        # The notebook way: TensorFlow's defaults (no deterministic ops), the same threads.
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    else:
+        training.configure(args.threads, 1)  # what every pipeline job does first
     import keras
+
+    keras.utils.set_random_seed(1)
     import numpy as np
     import yaml
 

@@ -186,16 +186,17 @@ def train_downstream(
             augment=augmentation,
         )
 
+    # labeled_pos[i] is where the image of labeled[i] lies in train_images.
     data = classifier_batches(
         train_images,
-        train_pos,
+        labeled_pos[train_pos],
         y_train[labeled[train_pos]],
         seed,
         augment.build(settings.get("augmentation"), seed),
     )
-    validation = (
-        classifier_batches(train_images, val_pos, y_train[labeled[val_pos]]) if len(val_pos) else None
-    )
+    validation = None
+    if len(val_pos):
+        validation = classifier_batches(train_images, labeled_pos[val_pos], y_train[labeled[val_pos]])
     _compile(
         model,
         settings,

@@ -1,0 +1,160 @@
+"""Where the time of study B's rotation pretext goes, one factor at a time.
+
+Each line is one epoch-rate measurement in a fresh process (40,000 samples of MNIST
+training images 0-9,999 in four rotations, rotnet_mnist + Dense(4), Adam, batch 192,
+images/s over epochs 2-3), changing one thing against the line before it; plus the
+fixed costs of a workflow run: Snakemake's parse of study B and a TensorFlow import.
+Writes benchmarks/results/profile.md.
+
+    .venv/bin/python benchmarks/profile.py     # about 10 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+VARIANTS = {
+    "train_on_batch": "the model's step alone: train_on_batch on one float batch, repeated",
+    "fit_arrays": "Keras fit on float32 NumPy arrays (the notebook way)",
+    "fit_arrays_deterministic": "the same with TF_DETERMINISTIC_OPS=1 (what pipeline jobs set)",
+    "fit_cached_float": "fit on a tf.data pipeline of float batches already in memory",
+    "pipeline_no_guard": "the pipeline's batches (uint8 gather, scale, rotate per batch), no callbacks",
+    "pipeline": "the pipeline's batches and its callbacks (NaN guard per batch, progress, rate log)",
+}
+
+
+def measure(variant: str, threads: int) -> float:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "deterministic" in variant or variant.startswith("pipeline"):
+        os.environ["TF_DETERMINISTIC_OPS"] = "1"
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    keras.utils.set_random_seed(1)
+    from functools import partial
+
+    from selfsup import training
+    from selfsup.data.inputs import batches
+    from selfsup.data.sources import load_dataset
+    from selfsup.encoders import build_encoder
+    from selfsup.pretext import rotation
+
+    images = load_dataset("mnist", SHARED / "mnist").x_train[:10000]
+    turns = np.tile(np.arange(4), len(images))
+    positions = np.repeat(np.arange(len(images)), 4)
+    model = rotation.build(build_encoder("rotnet_mnist", (28, 28, 1)), {})
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), **rotation.compile_args({}))
+    n, epochs = len(positions), 3
+    if variant == "train_on_batch":
+        x = rotation.rotate(images[:192], turns[:192]).astype("float32") / 255
+        model.train_on_batch(x, turns[:192])
+        start = time.perf_counter()
+        steps = n // 192
+        for _ in range(steps):
+            model.train_on_batch(x, turns[:192])
+        return steps * 192 / (time.perf_counter() - start)
+    if variant.startswith("fit_arrays") or variant == "fit_cached_float":
+        x = rotation.rotate(images[positions], turns).astype("float32") / 255
+        if variant == "fit_cached_float":
+            data = tf.data.Dataset.from_tensor_slices((x, turns)).shuffle(n, seed=1).batch(192).prefetch(2)
+            args = {"x": data}
+        else:
+            args = {"x": x, "y": turns, "batch_size": 192, "shuffle": True}
+        callbacks = []
+    else:
+        args = {
+            "x": batches(
+                images,
+                positions,
+                turns,
+                batch_size=192,
+                shuffle_seed=1,
+                transform=partial(rotation.transform, options={}),
+            )
+        }
+        callbacks = []
+        if variant == "pipeline":
+            NanGuard, RateLog, ProgressLine = training._callbacks()
+            callbacks = [NanGuard(), RateLog(), ProgressLine(epochs, n, open(os.devnull, "w"))]
+    model.fit(epochs=1, verbose=0, callbacks=callbacks, **args)  # tracing and warm-up
+    start = time.perf_counter()
+    model.fit(epochs=epochs - 1, verbose=0, callbacks=callbacks, **args)
+    return n * (epochs - 1) / (time.perf_counter() - start)
+
+
+def fixed_costs() -> dict:
+    tf_import = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import tensorflow, keras"], check=True, capture_output=True)
+        tf_import.append(time.perf_counter() - start)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as workdir:
+        command = [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile")]
+        command += ["--directory", workdir, "--configfile", str(ROOT / "studies" / "rotnet_mnist.yaml"), "-n"]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        parse = time.perf_counter() - start
+    return {"tensorflow_import_s": round(min(tf_import), 2), "snakemake_dry_run_study_b_s": round(parse, 2)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="fresh processes per variant (best kept)")
+    parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "results" / "profile.md")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.variant:
+        print(json.dumps(measure(args.variant, args.threads)))
+        return
+    rows = []
+    for variant, what in VARIANTS.items():
+        rates = []
+        for _ in range(args.repeats):
+            command = [sys.executable, __file__, "--variant", variant, "--threads", str(args.threads)]
+            result = subprocess.run(command, capture_output=True, text=True, check=True)
+            rates.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        rows.append((variant, what, max(rates), rates))
+        print(rows[-1], flush=True)
+    costs = fixed_costs()
+    lines = [
+        "# Where study B's rotation pretext spends its time",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {args.threads} TensorFlow "
+        f"threads, by `.venv/bin/python benchmarks/profile.py {' '.join(sys.argv[1:])}`; best of "
+        f"{args.repeats} fresh processes per line.",
+        "",
+        "| variant | what | images/s (best) | all runs |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {v} | {w} | {best:.0f} | {', '.join(f'{r:.0f}' for r in rates)} |" for v, w, best, rates in rows
+    ]
+    lines += [
+        "",
+        f"Fixed costs: importing TensorFlow and Keras takes {costs['tensorflow_import_s']} s in every job; "
+        f"Snakemake's dry run of study B (parse, schema, study checks that build each pretext model) takes "
+        f"{costs['snakemake_dry_run_study_b_s']} s.",
+    ]
+    args.report.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
