@@ -115,20 +115,36 @@ def read_labels(path) -> dict[str, Any]:
         }
 
 
+_READ_BLOCK = 4096  # images per contiguous read, so a large read never holds two copies
+
+
 def read_images(path, part: str, indices: np.ndarray) -> np.ndarray:
     """uint8 images `indices` (any order, repeats allowed) of `part` (train, test, unlabeled)."""
     indices = np.asarray(indices, np.int64)
     unique, inverse = np.unique(indices, return_inverse=True)
     with h5py.File(path, "r") as h5:
         stored = h5[f"x_{part}"]
-        if not len(unique):
-            return np.zeros((0, *stored.shape[1:]), np.uint8)
-        low, high = int(unique[0]), int(unique[-1]) + 1
-        if high - low <= 2 * len(unique):  # dense: one contiguous read is far faster
-            block = stored[low:high][unique - low]
-        else:
-            block = stored[unique]
-    return block[inverse]
+        out = np.empty((len(unique), *stored.shape[1:]), np.uint8)
+        for start in range(0, len(unique), _READ_BLOCK):
+            wanted = unique[start : start + _READ_BLOCK]
+            low, high = int(wanted[0]), int(wanted[-1]) + 1
+            if high - low == len(wanted):  # a contiguous run: read straight into place
+                stored.read_direct(out, np.s_[low:high], np.s_[start : start + len(wanted)])
+            elif high - low <= 2 * len(wanted):  # dense: one contiguous read beats scattered ones
+                out[start : start + len(wanted)] = stored[low:high][wanted - low]
+            else:
+                out[start : start + len(wanted)] = _scattered(stored, wanted)
+    return out if len(unique) == len(indices) and np.array_equal(unique, indices) else out[inverse]
+
+
+def _scattered(stored, sorted_indices: np.ndarray) -> np.ndarray:
+    # One read per image: h5py's fancy indexing builds a selection per element and was
+    # measured 70x slower (145 ms against 2 ms for 32 STL-10 images).
+    return (
+        np.stack([stored[int(i)] for i in sorted_indices])
+        if len(sorted_indices)
+        else (np.zeros((0, *stored.shape[1:]), np.uint8))
+    )
 
 
 class ImageFile:
@@ -148,7 +164,9 @@ class ImageFile:
         return self.shape[0]
 
     def __getitem__(self, sorted_indices):
-        return self._images[sorted_indices]
+        if isinstance(sorted_indices, slice):
+            return self._images[sorted_indices]
+        return _scattered(self._images, np.asarray(sorted_indices))
 
     def close(self) -> None:
         self._h5.close()
