@@ -73,7 +73,9 @@ def worker(args) -> dict:
     from selfsup.pretext import rotation
 
     data, part, indices_file, limit = args.worker
-    indices = np.load(indices_file)
+    pool = np.load(indices_file)
+    # A small pool is cycled, so every job trains all its batches (the floor jobs too).
+    indices = np.resize(pool, max(len(pool), args.steps * args.batch_size))
     turns = np.random.default_rng(1).integers(0, 4, len(indices))
     start_rss = rss_mb()
     images, positions = load_pool(data, part, indices, float(limit))

@@ -10,8 +10,8 @@ from selfsup.jobs import resume_dir, write_json
 from selfsup.pipeline import train_downstream
 
 seed = int(snakemake.wildcards.seed)
-training.configure(snakemake.threads, seed)
 settings = snakemake.params.settings
+training.configure(snakemake.threads, seed, settings["deterministic"])
 metrics_path = Path(snakemake.output.metrics)
 metrics, history = train_downstream(
     data_path=snakemake.input.data,

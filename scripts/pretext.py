@@ -10,8 +10,8 @@ from selfsup.jobs import resume_dir
 from selfsup.pipeline import train_pretext
 
 seed = int(snakemake.wildcards.seed)
-training.configure(snakemake.threads, seed)
 settings = snakemake.params.settings
+training.configure(snakemake.threads, seed, settings["deterministic"])
 encoder_path = Path(snakemake.output.encoder)
 train_pretext(
     data_path=snakemake.input.data,

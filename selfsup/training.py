@@ -18,27 +18,35 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def configure(threads: int, seed: int) -> None:
-    """Cap TensorFlow's thread pools at `threads` and seed every generator.
+def configure(threads: int, seed: int, deterministic: bool = True) -> None:
+    """Cap TensorFlow's thread pools at `threads`, seed every generator, and make ops
+    deterministic unless `deterministic` is False (the study's `deterministic` setting:
+    measured 21% slower on CPU, see benchmarks/results/profile.md).
 
     Must run before TensorFlow executes its first operation, so scripts call it first.
     """
     import keras
     import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
 
     threads = max(1, int(threads))
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()  # not public in TF 2.21; undoes an inherited TF_DETERMINISTIC_OPS
     keras.utils.set_random_seed(int(seed))
 
 
 def thread_settings() -> dict[str, int]:
     import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
 
     return {
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "deterministic_ops": bool(tf_config.is_op_determinism_enabled()),
     }
 
 

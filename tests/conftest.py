@@ -76,6 +76,7 @@ _TRAINING_DEFAULTS = {
     "jit_compile": False,
     "precision": "float32",
     "memory_limit_mb": 2048,
+    "deterministic": True,
 }
 _STUDY = {
     "study": "tiny",

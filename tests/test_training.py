@@ -26,7 +26,9 @@ configure(threads=1, seed=5)
 first = [random.random(), float(np.random.random()), float(keras.random.uniform(()))]
 keras.utils.set_random_seed(5)
 again = [random.random(), float(np.random.random()), float(keras.random.uniform(()))]
-print(json.dumps({**thread_settings(), "first": first, "again": again}))
+deterministic = thread_settings()["deterministic_ops"]
+configure(threads=1, seed=5, deterministic=False)
+print(json.dumps({**thread_settings(), "first": first, "again": again, "deterministic": deterministic}))
 """
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -41,6 +43,9 @@ print(json.dumps({**thread_settings(), "first": first, "again": again}))
     assert result["inter_op_threads"] == 1
     # Python, NumPy and Keras generators are all seeded by configure: re-seeding repeats them.
     assert result["first"] == result["again"]
+    # Deterministic ops by default; the study's `deterministic: false` turns them off.
+    assert result["deterministic"] is True
+    assert result["deterministic_ops"] is False
 
 
 @pytest.mark.parametrize(
