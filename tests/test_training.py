@@ -243,3 +243,33 @@ def test_resume_dir_without_interruption(tmp_path):
         tiny_model(keras.optimizers.Adam(0.01)), data, epochs=1, samples_per_epoch=64, stream=io.StringIO()
     )
     assert sorted(plain.columns) == sorted(history.columns)
+
+
+def test_precision_policies_and_their_errors():
+    import keras
+
+    from selfsup.training import set_precision
+
+    try:
+        set_precision("mixed_bfloat16")
+        assert keras.mixed_precision.dtype_policy().name == "mixed_bfloat16"
+        layer = keras.layers.Dense(2)
+        layer.build((None, 3))
+        assert layer.compute_dtype == "bfloat16" and layer.variable_dtype == "float32"
+        with pytest.raises(ValueError, match="precision must be one of float32, mixed_bfloat16, mixed_float16"):
+            set_precision("float16")
+    finally:
+        set_precision("float32")
+
+
+def test_jit_compile_setting_reaches_the_model():
+    import keras
+
+    from selfsup.pipeline import _compile
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    settings = {"optimizer": {"name": "adam", "learning_rate": 0.01}, "epochs": 2, "jit_compile": True}
+    _compile(model, settings, steps_per_epoch=3, loss="mse")
+    assert model.jit_compile is True
+    _compile(model, {**settings, "jit_compile": False}, steps_per_epoch=3, loss="mse")
+    assert model.jit_compile is False
