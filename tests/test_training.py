@@ -256,7 +256,9 @@ def test_precision_policies_and_their_errors():
         layer = keras.layers.Dense(2)
         layer.build((None, 3))
         assert layer.compute_dtype == "bfloat16" and layer.variable_dtype == "float32"
-        with pytest.raises(ValueError, match="precision must be one of float32, mixed_bfloat16, mixed_float16"):
+        with pytest.raises(
+            ValueError, match="precision must be one of float32, mixed_bfloat16, mixed_float16"
+        ):
             set_precision("float16")
     finally:
         set_precision("float32")
