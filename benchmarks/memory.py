@@ -70,7 +70,9 @@ def worker(args) -> dict:
     from selfsup import artifacts
     from selfsup.data.inputs import batches, load_pool
     from selfsup.encoders import build_encoder
-    from selfsup.pretext import rotation
+    from selfsup.pretext import get_method
+
+    rotation = get_method("rotation")
 
     data, part, indices_file, limit = args.worker
     pool = np.load(indices_file)

@@ -49,7 +49,9 @@ def measure(variant: str, threads: int) -> float:
     from selfsup.data.inputs import batches
     from selfsup.data.sources import load_dataset
     from selfsup.encoders import build_encoder
-    from selfsup.pretext import rotation
+    from selfsup.pretext import get_method
+
+    rotation = get_method("rotation")
 
     images = load_dataset("mnist", SHARED / "mnist").x_train[:10000]
     turns = np.tile(np.arange(4), len(images))

@@ -102,8 +102,7 @@ TRAINING_CODE = [
 
 def method_modules(name):
     """The method's own file and the shared library files it declares it runs."""
-    method = PRETEXT[name]["method"]
-    return [f"pretext/{method}.py", *getattr(get_method(method), "SHARED_CODE", ())]
+    return get_method(PRETEXT[name]["method"]).code_files()
 
 
 def pretext_settings(wildcards):

@@ -121,6 +121,22 @@ def check_training(where: str, settings: dict) -> None:
         raise StudyError(f"{where}.{err}") from None
 
 
+def check_monitors(where: str, settings: dict, reported: list[str]) -> None:
+    """Every metric a callback watches must be one the model reports: `reported` names
+    training metrics; their val_ forms exist when there is a validation split."""
+    allowed = list(reported)
+    if settings.get("validation_split", 0):
+        allowed += [f"val_{name}" for name in reported if name != "knn_accuracy"]
+    for section in ("early_stopping", "reduce_on_plateau", "keep_best"):
+        if settings.get(section):
+            monitor = settings[section].get("monitor", schedules.DEFAULT_MONITOR)
+            if monitor not in allowed:
+                raise StudyError(
+                    f"{where}.{section}.monitor: {monitor!r} is not reported by this training; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+
+
 def check_study(config: dict) -> dict:
     """Validate what the schema cannot; return the study with all defaults filled in."""
     from selfsup import downstream, encoders, pretext
@@ -166,13 +182,13 @@ def check_study(config: dict) -> dict:
                 f"normalized inputs; set dataset.normalization to none (it is {normalization!r})"
             )
         try:
-            if hasattr(method, "check"):
-                method.check(entry["options"])
+            method.check(entry["options"], entry)
             # Building the model is cheap and catches what only the encoder's shapes
             # reveal (an autoencoder code as wide as the image), before any job runs.
-            method.build(build_encoder(), entry["options"])
+            method.build(build_encoder(), entry["options"], augmentation=None)
         except ValueError as err:
             raise StudyError(f"pretext.{name}.options: {err}") from None
+        check_monitors(f"pretext.{name}", entry, method.metric_names(entry["options"]))
 
     settings = study["downstream"]
     protocols = settings["protocols"]
@@ -191,6 +207,7 @@ def check_study(config: dict) -> dict:
             else f"downstream.overrides.{protocol}"
         )
         check_training(where, downstream_settings(study, protocol))
+        check_monitors(where, downstream_settings(study, protocol), ["loss", "accuracy"])
     try:
         features = downstream.truncate(model, settings.get("feature_layer"))
         for protocol in protocols:

@@ -11,7 +11,9 @@ from selfsup import artifacts, augment
 from selfsup.data.dataset import Dataset
 from selfsup.data.inputs import batches, load_pool
 from selfsup.data.normalization import compute
-from selfsup.pretext import rotation
+from selfsup.pretext import get_method
+
+rotation = get_method("rotation")
 
 
 def numbered_images(n=20, shape=(4, 4, 1)) -> np.ndarray:

@@ -133,7 +133,9 @@ def test_class_probabilities_figure(tmp_path):
 
 
 def test_pretext_examples_figure(tmp_path):
-    from selfsup.pretext import rotation
+    from selfsup.pretext import get_method
+
+    rotation = get_method("rotation")
 
     images = np.random.default_rng(0).random((3, 8, 8, 1))
     path = tmp_path / "examples.png"

@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from selfsup.pretext.base import PretextMethod
+
 # The loss each decoder output activation goes with.
 OUTPUT_LOSSES = {"sigmoid": "binary_crossentropy", "linear": "mse"}
 DECODERS = ("conv_transpose", "upsampling", "mlp")
@@ -221,20 +223,30 @@ def examples(model: keras.Model, images: np.ndarray, corrupt, options: dict, see
     return {"input": images, "corrupted": corrupted, "output": model.predict(corrupted, verbose=0)}
 
 
-def method_functions(name: str, corrupt):
-    """`build`, `compile_args`, `transform` and `examples` of a reconstruction method.
+class ReconstructionMethod(PretextMethod):
+    """The family's method: subclasses set `name` and, unless they reconstruct the
+    image as it is, `corrupt(images, options, seed) -> (corrupted, weights or None)`."""
 
-    The methods of this family differ only in their name and their `corrupt` (None for
-    none), so each module gets its registry functions here instead of forwarding each.
-    """
+    name = "autoencoder"
+    corrupt = None
+    OPTIONS = OPTIONS
+    PIXEL_TARGETS = True
+    SHARED_CODE = (*PretextMethod.SHARED_CODE, "pretext/reconstruction.py")
 
-    def build_method(encoder: keras.Model, options: dict) -> keras.Model:
-        return build(encoder, options, name=name)
+    def check(self, options: dict, settings: dict | None = None) -> None:
+        check(options)
 
-    def method_transform(images, labels, seed, options: dict):
-        return transform(images, labels, seed, corrupt, options)
+    def build(self, encoder: keras.Model, options: dict, augmentation=None, total_steps=None) -> keras.Model:
+        return build(encoder, options, name=self.name)
 
-    def method_examples(model: keras.Model, images: np.ndarray, options: dict, seed: int) -> dict:
-        return examples(model, images, corrupt, options, seed)
+    def compile_args(self, options: dict) -> dict:
+        return compile_args(options)
 
-    return build_method, compile_args, method_transform, method_examples
+    def metric_names(self, options: dict) -> list[str]:
+        return ["loss", "mae"]
+
+    def transform(self, images, labels, seed, options: dict):
+        return transform(images, labels, seed, self.corrupt, options)
+
+    def examples(self, model: keras.Model, images: np.ndarray, options: dict, seed: int) -> dict:
+        return examples(model, images, self.corrupt, options, seed)

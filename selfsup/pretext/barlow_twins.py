@@ -1,0 +1,34 @@
+"""Barlow Twins: make the cross-correlation of the two views' projections the identity.
+
+Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction", ICML 2021.
+"""
+
+from __future__ import annotations
+
+from selfsup.pretext import losses
+from selfsup.pretext.contrastive import TwoViewMethod, TwoViewModel
+
+
+class BarlowTwinsModel(TwoViewModel):
+    def __init__(self, options, total_steps=None, **kwargs):
+        super().__init__(**kwargs)
+        self.lambda_offdiag = options["lambda_offdiag"]
+
+    def view_loss(self, x1, x2, training):
+        z1, z2 = self.project(x1, training), self.project(x2, training)
+        return losses.barlow_twins(z1, z2, self.lambda_offdiag), z1
+
+
+class BarlowTwins(TwoViewMethod):
+    MODEL = BarlowTwinsModel
+    OPTIONS = {
+        # The paper's 8192-8192-8192 projector, narrowed for small images.
+        "projector": [1024, 1024],
+        # Weight of the off-diagonal (redundancy) terms: the paper's 0.0051.
+        "lambda_offdiag": 0.0051,
+    }
+
+    def check(self, options: dict, settings: dict | None = None) -> None:
+        super().check(options, settings)
+        if not options["lambda_offdiag"] > 0:
+            raise ValueError(f"lambda_offdiag must be > 0, got {options['lambda_offdiag']}")

@@ -1,0 +1,75 @@
+"""The pretext method contract: one class per method, registered in selfsup.pretext.METHODS.
+
+A method is a `PretextMethod` subclass. The pipeline builds its Keras model around the
+study's encoder, compiles it, feeds it batches made by selfsup.data.inputs through the
+method's `transform`, and saves the encoder. The model may be a plain functional model
+compiled with a loss (rotation, the autoencoders), or a keras.Model subclass that owns
+`compile`, `train_step`, `test_step`, its metrics and its augmentation layers (the
+contrastive family, see selfsup.pretext.contrastive).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+
+LIBRARY = Path(__file__).resolve().parents[1]
+
+
+class PretextMethod:
+    """Subclass and set what differs; the defaults describe a method that needs nothing."""
+
+    # Options with their defaults; the defaults' types are enforced by the study check.
+    OPTIONS: dict = {}
+    # True: the targets are the pixels in [0, 1], so inputs must not be normalized.
+    PIXEL_TARGETS = False
+    # True: the model applies the stage's `augmentation` itself (to make two views), so
+    # the input pipeline must not augment the batch first.
+    OWNS_AUGMENTATION = False
+    # Library files the method runs besides its own module (relative to selfsup/), so
+    # that editing them re-runs its jobs.
+    SHARED_CODE: tuple[str, ...] = ("pretext/base.py",)
+
+    def check(self, options: dict, settings: dict | None = None) -> None:
+        """Cross-option rules (`settings`: the pretext run's training settings); raise
+        ValueError with the reason. Study validation calls it before any job runs."""
+
+    def has_pseudo_labels(self) -> bool:
+        return type(self).pseudo_labels is not PretextMethod.pseudo_labels
+
+    def pseudo_labels(self, num_images: int, options: dict, seed: int):
+        """(positions into the unlabeled pool, labels) that the method's own workflow rule
+        generates before training; methods without pseudo-labels leave this alone."""
+        raise NotImplementedError
+
+    def build(self, encoder, options: dict, augmentation=None, total_steps=None):
+        """The pretext keras.Model around `encoder`. Study validation builds it once, so a
+        ValueError here (options that do not fit the encoder) stops the study early.
+        `augmentation` (a Keras layer or None) is passed when OWNS_AUGMENTATION."""
+        raise NotImplementedError
+
+    def compile_args(self, options: dict) -> dict:
+        """Keyword arguments of `model.compile` besides the optimizer (loss, metrics)."""
+        return {}
+
+    def metric_names(self, options: dict) -> list[str]:
+        """The training metrics the model reports in its history (without val_ prefixes)."""
+        return ["loss"]
+
+    def transform(self, images, labels, seed, options: dict):
+        """The training batch made from a float batch of images (scaled, normalized and,
+        unless OWNS_AUGMENTATION, augmented) with their pseudo-labels and a stateless
+        per-batch `seed`, inside tf.data."""
+        return images
+
+    def examples(self, model, images: np.ndarray, options: dict, seed: int) -> dict:
+        """What the trained model does to a few images: named image batches of equal
+        length, drawn as rows of the study's pretext figure."""
+        raise NotImplementedError
+
+    def code_files(self) -> list[str]:
+        """Library files (relative to selfsup/) whose content the method's jobs depend on."""
+        own = Path(inspect.getfile(type(self))).resolve().relative_to(LIBRARY).as_posix()
+        return list(dict.fromkeys([own, *self.SHARED_CODE]))

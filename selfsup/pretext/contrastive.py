@@ -1,0 +1,181 @@
+"""What the two-view (contrastive and non-contrastive joint-embedding) methods share.
+
+Each method of the family trains on two augmented views of every image: its model is a
+keras.Model subclass that owns the augmentation layers, the projector (and predictor),
+`train_step`, `test_step` and its metrics, as the keras.io SimCLR example's
+ContrastiveModel does. A method file subclasses `TwoViewModel` (its `view_loss`) and
+`TwoViewMethod` (its options and heads); its loss is a pure function in
+selfsup.pretext.losses.
+
+Every model reports `loss` and `embedding_std`, the standard deviation of the
+L2-normalized projections over the batch (about 1/sqrt(dim) when spread, 0 when the
+encoder has collapsed to one point), as solo-learn and lightly log it.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from selfsup.pretext import losses
+from selfsup.pretext.base import PretextMethod
+
+
+def mlp(units: list[int], name: str, batch_norm_output: bool = False) -> keras.Sequential:
+    """Dense-BatchNorm-ReLU per hidden width, then a linear Dense of the last width
+    (followed by a BatchNorm without scale and shift when `batch_norm_output`, as the
+    SimSiam and Barlow Twins projectors end)."""
+    stack: list = [keras.layers.Flatten(name=f"{name}_flatten")]
+    for i, width in enumerate(units[:-1], start=1):
+        stack += [
+            keras.layers.Dense(width, use_bias=False, name=f"{name}_dense{i}"),
+            keras.layers.BatchNormalization(name=f"{name}_bn{i}"),
+            keras.layers.ReLU(name=f"{name}_relu{i}"),
+        ]
+    stack.append(keras.layers.Dense(units[-1], name=f"{name}_out"))
+    if batch_norm_output:
+        stack.append(keras.layers.BatchNormalization(center=False, scale=False, name=f"{name}_out_bn"))
+    return keras.Sequential(stack, name=name)
+
+
+class TwoViewModel(keras.Model):
+    """Encoder, projector, optional predictor and augmentation, trained on view pairs.
+
+    `train_step` takes a batch of images and augments it twice; a batch that is already
+    a pair (view1, view2) is used as it is (the throughput benchmark feeds pre-made views).
+    Subclasses implement `view_loss(x1, x2, training) -> (loss, projections of view 1)`
+    and may override `after_step()` (BYOL's target update, NNCLR's queue).
+    """
+
+    def __init__(self, encoder, projector, augmentation=None, predictor=None, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.projector = projector
+        self.predictor = predictor
+        self.augmentation = augmentation
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.std_tracker = keras.metrics.Mean(name="embedding_std")
+
+    def build_heads(self, input_shape) -> None:
+        """Create every variable now, so the optimizer and weight files see them all."""
+        images = keras.ops.zeros((2, *input_shape))
+        self.predict_projection(images, training=False)
+
+    def call(self, images, training=False):
+        return self.encoder(images, training=training)
+
+    def project(self, images, training):
+        return self.projector(self.encoder(images, training=training), training=training)
+
+    def predict_projection(self, images, training):
+        """(projection z, prediction p); p is z when the method has no predictor."""
+        z = self.project(images, training)
+        p = z if self.predictor is None else self.predictor(z, training=training)
+        return z, p
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.std_tracker]
+
+    def views(self, data):
+        if isinstance(data, tuple | list) and len(data) == 2 and len(data[1].shape) == 4:
+            return data[0], data[1]
+        images = data[0] if isinstance(data, tuple | list) else data
+        if self.augmentation is None:
+            return images, images
+        return self.augmentation(images, training=True), self.augmentation(images, training=True)
+
+    def view_loss(self, x1, x2, training):
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Work after each optimizer step (target networks, queues)."""
+
+    def train_step(self, data):
+        x1, x2 = self.views(data)
+        with tf.GradientTape() as tape:
+            loss, z1 = self.view_loss(x1, x2, training=True)
+            # Kernel regularizers of the encoder (e.g. the ResNet's L2) count too.
+            total = loss + tf.add_n(self.losses) if self.losses else loss
+        variables = self.trainable_variables
+        gradients = tape.gradient(total, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        self.after_step()
+        return self.report(loss, z1)
+
+    def test_step(self, data):
+        x1, x2 = self.views(data)
+        loss, z1 = self.view_loss(x1, x2, training=False)
+        return self.report(loss, z1)
+
+    def report(self, loss, z1):
+        self.loss_tracker.update_state(loss)
+        self.std_tracker.update_state(losses.embedding_std(tf.cast(z1, tf.float32)))
+        return {metric.name: metric.result() for metric in self.metrics}
+
+
+class TwoViewMethod(PretextMethod):
+    """A two-view method: its model class, options and heads; the rest is shared."""
+
+    OWNS_AUGMENTATION = True
+    SHARED_CODE = (*PretextMethod.SHARED_CODE, "pretext/contrastive.py", "pretext/losses.py")
+    MODEL: type[TwoViewModel]
+    # Option keys that are layer widths (lists of positive integers).
+    WIDTHS: tuple[str, ...] = ("projector",)
+    PREDICTOR: str | None = None  # the option holding the predictor's widths, if any
+    PROJECTOR_BATCH_NORM = False  # end the projector with a BatchNorm (SimSiam, Barlow Twins)
+
+    def check(self, options: dict, settings: dict | None = None) -> None:
+        for key in self.WIDTHS:
+            widths = options[key]
+            if not widths or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in widths
+            ):
+                raise ValueError(f"{key} must be a non-empty list of positive layer widths, got {widths!r}")
+        if self.PREDICTOR and options[self.PREDICTOR][-1] != options["projector"][-1]:
+            raise ValueError(
+                f"{self.PREDICTOR} must end in the projector's output width {options['projector'][-1]} "
+                f"(the prediction is compared with a projection), got {options[self.PREDICTOR]!r}"
+            )
+        if settings is not None and not _augments(settings.get("augmentation")):
+            raise ValueError(
+                "augmentation: a two-view method needs augmentations, or both views are the same "
+                "image and the task is trivial; set augmentation, e.g. {preset: simclr_small}"
+            )
+
+    def heads(self, options: dict) -> dict:
+        heads = {"projector": mlp(options["projector"], "projector", self.PROJECTOR_BATCH_NORM)}
+        if self.PREDICTOR:
+            heads["predictor"] = mlp(options[self.PREDICTOR], "predictor")
+        return heads
+
+    def build(self, encoder, options: dict, augmentation=None, total_steps=None):
+        model = self.MODEL(
+            encoder=encoder,
+            augmentation=augmentation,
+            options=options,
+            total_steps=total_steps,
+            name=type(self).__name__.lower(),
+            **self.heads(options),
+        )
+        model.build_heads(encoder.input_shape[1:])
+        return model
+
+    def metric_names(self, options: dict) -> list[str]:
+        return ["loss", "embedding_std"]
+
+    def examples(self, model, images: np.ndarray, options: dict, seed: int) -> dict:
+        """Two augmented views of each image: what the method learns to match."""
+        images = np.asarray(images, dtype=np.float32)
+        if model.augmentation is None:
+            return {"input": images}
+        keras.utils.set_random_seed(seed)
+        first = np.asarray(model.augmentation(images, training=True))
+        second = np.asarray(model.augmentation(images, training=True))
+        return {"input": images, "view 1": first, "view 2": second}
+
+
+def _augments(settings: dict | None) -> bool:
+    """Whether augmentation settings turn anything on (False for absent and all-off)."""
+    return any(value not in (None, False, 0, 0.0, {}) for value in (settings or {}).values())

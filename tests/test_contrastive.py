@@ -1,0 +1,161 @@
+"""The two-view methods: each trains (its loss falls on a tiny batch), reports its
+collapse monitor, keeps its own state (BYOL's target, NNCLR's queue) and rejects bad options."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from selfsup.pretext import get_method
+from selfsup.pretext.byol import target_momentum
+from selfsup.training import make_optimizer
+
+TWO_VIEW = ["simclr", "nnclr", "simsiam", "barlow_twins", "byol", "vicreg"]
+# Narrow heads keep each test at a few seconds on two cores.
+SMALL_HEADS = {
+    "simclr": {"projector": [32, 16]},
+    "nnclr": {"projector": [32, 16], "predictor": [32, 16], "queue_size": 64},
+    "simsiam": {"projector": [32, 32], "predictor": [8, 32]},
+    "barlow_twins": {"projector": [32, 32]},
+    "byol": {"projector": [32, 16], "predictor": [32, 16]},
+    "vicreg": {"projector": [32, 32]},
+}
+SETTINGS = {"batch_size": 16, "augmentation": {"horizontal_flip": True, "shift": 0.1}}
+
+
+def options_of(name, **changes):
+    method = get_method(name)
+    options = {**method.OPTIONS, **SMALL_HEADS[name], **changes}
+    method.check(options, SETTINGS)
+    return options
+
+
+def augmentation(seed=0):
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomTranslation(0.15, 0.15, fill_mode="nearest", seed=seed + 1),
+        ]
+    )
+
+
+def images(n=16, size=16, seed=0):
+    """Blobs at random places: views of one image share a blob the model can match."""
+    rng = np.random.default_rng(seed)
+    grid = np.mgrid[:size, :size]
+    out = np.zeros((n, size, size, 1), np.float32)
+    for i in range(n):
+        centre = rng.uniform(3, size - 3, 2)
+        out[i, ..., 0] = np.exp(-((grid[0] - centre[0]) ** 2 + (grid[1] - centre[1]) ** 2) / 6.0)
+    return out
+
+
+def trained(name, tiny_encoder, steps=40, **changes):
+    method = get_method(name)
+    model = method.build(
+        tiny_encoder(), options_of(name, **changes), augmentation=augmentation(), total_steps=steps
+    )
+    model.compile(optimizer=make_optimizer({"name": "adam", "learning_rate": 3e-3}))
+    data = tf.data.Dataset.from_tensor_slices(images()).batch(16).repeat(steps)
+    history = model.fit(data, epochs=1, verbose=0)
+    return model, history
+
+
+@pytest.mark.parametrize("name", TWO_VIEW)
+def test_loss_falls_and_metrics_are_reported(name, tiny_encoder):
+    method = get_method(name)
+    model = method.build(tiny_encoder(), options_of(name), augmentation=augmentation(), total_steps=40)
+    model.compile(optimizer=make_optimizer({"name": "adam", "learning_rate": 3e-3}))
+    batch = tf.constant(images())
+    first = model.test_step(batch)
+    assert set(first) == set(method.metric_names({})) == {"loss", "embedding_std"}
+    for metric in model.metrics:
+        metric.reset_state()
+    before = np.mean([float(model.test_step(batch)["loss"]) for _ in range(4)])
+    model.fit(tf.data.Dataset.from_tensor_slices(images()).batch(16).repeat(40), epochs=1, verbose=0)
+    for metric in model.metrics:
+        metric.reset_state()
+    after = np.mean([float(model.test_step(batch)["loss"]) for _ in range(4)])
+    assert after < before, f"{name}: loss {before:.4f} -> {after:.4f}"
+    assert float(model.test_step(batch)["embedding_std"]) > 0.01
+
+
+def test_embedding_std_shows_a_collapsed_encoder(tiny_encoder):
+    # An encoder that maps everything to one point: the monitor reads 0.
+    encoder = tiny_encoder()
+    for weight in encoder.weights:
+        weight.assign(tf.zeros_like(weight))
+    model = get_method("simclr").build(encoder, options_of("simclr"), augmentation=augmentation())
+    model.compile(optimizer=make_optimizer({"name": "adam", "learning_rate": 1e-3}))
+    model.projector.layers[-1].bias.assign(tf.ones_like(model.projector.layers[-1].bias))
+    assert float(model.test_step(tf.constant(images()))["embedding_std"]) < 1e-4
+
+
+def test_byol_target_starts_as_the_online_network_and_follows_it_slowly(tiny_encoder):
+    model = get_method("byol").build(
+        tiny_encoder(), options_of("byol"), augmentation=augmentation(), total_steps=10
+    )
+    for online, target in model.online_target_pairs():
+        np.testing.assert_array_equal(online.numpy(), target.numpy())
+    assert not any(v.trainable for v in model.target_encoder.weights)
+    online_start = model.encoder.weights[0].numpy().copy()
+    model.compile(optimizer=make_optimizer({"name": "adam", "learning_rate": 1e-2}))
+    model.fit(tf.data.Dataset.from_tensor_slices(images()).batch(16).repeat(3), epochs=1, verbose=0)
+    online_moved = np.abs(model.encoder.weights[0].numpy() - online_start).mean()
+    target_moved = np.abs(model.target_encoder.weights[0].numpy() - online_start).mean()
+    # tau is about 0.99: the target moved, by about a hundredth of the online network's move.
+    assert 0 < target_moved < 0.1 * online_moved
+
+
+def test_byol_momentum_rises_from_base_to_one():
+    assert float(target_momentum(0, 100, 0.99)) == pytest.approx(0.99)
+    assert float(target_momentum(50, 100, 0.99)) == pytest.approx(0.995)
+    assert float(target_momentum(100, 100, 0.99)) == pytest.approx(1.0)
+
+
+def test_nnclr_queue_holds_the_latest_projections(tiny_encoder):
+    model, _ = trained("nnclr", tiny_encoder, steps=3, queue_size=40)
+    # 3 steps of 16 into 40 rows: the pointer wrapped to 8; every row has unit norm.
+    assert int(model.queue_position.numpy()) == (3 * 16) % 40
+    np.testing.assert_allclose(np.linalg.norm(model.queue.numpy(), axis=1), 1.0, rtol=1e-5)
+
+
+def test_pre_made_views_are_used_as_given(tiny_encoder):
+    model = get_method("simclr").build(tiny_encoder(), options_of("simclr"), augmentation=augmentation())
+    x = tf.constant(images())
+    first, second = model.views((x, x[::-1]))
+    np.testing.assert_array_equal(second.numpy(), x.numpy()[::-1])
+    one, two = model.views(x)
+    assert not np.allclose(one.numpy(), two.numpy())
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "settings", "message"),
+    [
+        ("simclr", {"temperature": 0.0}, SETTINGS, "temperature must be > 0"),
+        ("nnclr", {"temperature": -1.0}, SETTINGS, "temperature must be > 0"),
+        ("nnclr", {"queue_size": 8}, SETTINGS, r"queue_size \(8\) must be at least the batch size \(16\)"),
+        ("simclr", {}, {"batch_size": 16, "augmentation": {}}, "augmentation: a two-view method needs"),
+        ("byol", {"predictor": [32, 8]}, SETTINGS, "predictor must end in the projector's output width 16"),
+        ("simclr", {"projector": []}, SETTINGS, "projector must be a non-empty list"),
+        ("byol", {"momentum": 1.0}, SETTINGS, r"momentum must lie in \[0, 1\)"),
+        ("barlow_twins", {"lambda_offdiag": 0.0}, SETTINGS, "lambda_offdiag must be > 0"),
+        ("vicreg", {"var_weight": -1.0}, SETTINGS, "var_weight must be >= 0"),
+    ],
+)
+def test_bad_options_are_refused(name, changes, settings, message):
+    method = get_method(name)
+    with pytest.raises(ValueError, match=message):
+        method.check({**method.OPTIONS, **SMALL_HEADS[name], **changes}, settings)
+
+
+@pytest.mark.parametrize("name", TWO_VIEW)
+def test_examples_show_two_views(name, tiny_encoder):
+    method = get_method(name)
+    model = method.build(tiny_encoder(), options_of(name), augmentation=augmentation())
+    shown = method.examples(model, images(4), options_of(name), seed=0)
+    assert list(shown) == ["input", "view 1", "view 2"]
+    assert all(v.shape == (4, 16, 16, 1) for v in shown.values())
+    assert not np.allclose(shown["view 1"], shown["view 2"])
