@@ -215,4 +215,6 @@ def final_outputs():
     ]
     for name in PRETEXT:
         outputs.append(f"{RESULTS}/figures/pretext_examples_{name}.png")
+    if PRETEXT and STUDY["split"]["monitor"]:
+        outputs.append(rules.knn_figure.output.png)
     return outputs

@@ -78,3 +78,28 @@ rule pretext_examples:
         code=report_code,
     script:
         "../scripts/pretext_examples.py"
+
+
+rule knn_figure:
+    input:
+        expand(
+            rules.pretext.output.history,
+            method=list(PRETEXT),
+            seed=STUDY["seeds"],
+        ),
+    output:
+        png=report(
+            f"{RESULTS}/figures/knn_accuracy.png",
+            caption="../report/knn_accuracy.rst",
+            category="Pretext",
+        ),
+    log:
+        f"logs/{STUDY['study']}/report/knn_figure.log",
+    conda:
+        "../envs/selfsup.yaml"
+    params:
+        runs=[(method, seed) for method in PRETEXT for seed in STUDY["seeds"]],
+        title=STUDY["study"],
+        code=report_code,
+    script:
+        "../scripts/knn_figure.py"

@@ -174,7 +174,7 @@ class ImageFile:
 
 # --- splits ---------------------------------------------------------------------------
 
-_SPLIT_ARRAYS = ("labeled", "unlabeled", "test", "budget_order")
+_SPLIT_ARRAYS = ("labeled", "unlabeled", "test", "budget_order", "monitor")
 
 
 def write_split(path, split: Split, meta: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from functools import partial
 
 import numpy as np
 
-from selfsup import artifacts, augment, downstream, schedules, training
+from selfsup import artifacts, augment, downstream, monitor, schedules, training
 from selfsup.data.dataset import scale
 from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB, batches, load_pool
 from selfsup.encoders import build_encoder
@@ -76,12 +76,20 @@ def train_pretext(
         )
 
     training.set_precision(settings.get("precision", "float32"))
-    data = pretext_batches(train_pos, seed, augment.build(settings.get("augmentation"), seed))
+    augmentation = augment.build(settings.get("augmentation"), seed)
+    # Two-view methods augment inside their model (twice per image); the others get
+    # their batches augmented by the input pipeline.
+    in_model = augmentation if method.OWNS_AUGMENTATION else None
+    data = pretext_batches(train_pos, seed, None if method.OWNS_AUGMENTATION else augmentation)
     validation = pretext_batches(val_pos, None, None) if len(val_pos) else None
     input_shape = tuple(images.shape[1:])
     encoder = build_encoder(encoder_spec["name"], input_shape, **encoder_spec["options"])
-    model = method.build(encoder, options)
-    _compile(model, settings, _steps(len(train_pos), settings["batch_size"]), **method.compile_args(options))
+    steps = _steps(len(train_pos), settings["batch_size"])
+    model = method.build(encoder, options, augmentation=in_model, total_steps=steps * settings["epochs"])
+    _compile(model, settings, steps, **method.compile_args(options))
+    callbacks = schedules.callbacks(settings, _state_dir(resume_dir), stream)
+    if len(split.monitor):
+        callbacks.insert(0, _knn_monitor(data_path, split, encoder, settings["knn_monitor"], stream))
     print(
         f"pretext {settings['method']}: {len(train_pos)} samples ({len(val_pos)} validation) from "
         f"{len(np.unique(indices))} {part} images ({'in memory' if isinstance(images, np.ndarray) else 'streamed from disk'}), "
@@ -97,7 +105,7 @@ def train_pretext(
         samples_per_epoch=len(train_pos),
         validation_data=validation,
         early_stopping=settings.get("early_stopping"),
-        extra_callbacks=schedules.callbacks(settings, _state_dir(resume_dir), stream),
+        extra_callbacks=callbacks,
         resume_dir=resume_dir,
         stream=stream,
     )
@@ -127,6 +135,20 @@ def train_pretext(
     examples = method.examples(model, shown, options, seed)
     artifacts.write_examples(examples_path, examples, {**meta, "method": settings["method"], "seed": seed})
     return history
+
+
+def _knn_monitor(data_path, split, encoder, knn: dict, stream):
+    """The kNN accuracy callback on the split's held-out labeled slice, as the model sees images."""
+    images = scale(artifacts.read_images(data_path, "train", split.monitor))
+    images = np.asarray(split.normalization.apply(images), dtype=np.float32)
+    labels = artifacts.read_labels(data_path)["y_train"][split.monitor]
+    print(
+        f"kNN monitor: {len(labels)} held-out labeled images, k={knn['k']}, "
+        f"temperature {knn['temperature']}, every {knn['every']} epoch(s)",
+        file=stream,
+        flush=True,
+    )
+    return monitor.knn_callback(encoder, images, labels, **knn, stream=stream)
 
 
 def _close(images) -> None:

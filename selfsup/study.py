@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 
-from selfsup import augment, schedules
+from selfsup import augment, schedules, training
 from selfsup.data import sources
 from selfsup.data.dataset import DataError
 from selfsup.data.splits import OWN_UNLABELED, fraction_split
@@ -108,15 +108,27 @@ def labeled_pool_size(split: dict, layout: sources.Layout, seeds: list[int]) -> 
             raise StudyError(
                 f"seeds: with split.folds the seeds are fold numbers 1..{layout.n_folds}; {bad} name no fold"
             )
-        labeled = layout.fold_size
-    return labeled
+    monitor = split.get("monitor", 0)
+    if split.get("folds") and monitor > labeled - layout.fold_size:
+        raise StudyError(
+            f"split.monitor: {monitor} held-out images must come from the {labeled - layout.fold_size} "
+            "labeled images outside each fold, so that no fold loses any"
+        )
+    if monitor >= labeled:
+        raise StudyError(
+            f"split.monitor: {monitor} held-out images leave none of the {labeled} labeled ones for budgets"
+        )
+    return labeled - monitor
 
 
-def check_training(where: str, settings: dict) -> None:
-    """Cross-key rules of one stage's training settings (schedules, augmentation)."""
+def check_training(where: str, settings: dict, channels: int | None = None) -> None:
+    """Cross-key rules of one stage's training settings (schedules, augmentation,
+    optimizer); `channels` of the images rules out colour augmentations on grayscale."""
     try:
         schedules.check(settings)
-        augment.check(settings.get("augmentation") or {})
+        augment.check(settings.get("augmentation") or {}, channels=channels)
+        if settings.get("optimizer"):
+            training.check_optimizer(settings["optimizer"])
     except ValueError as err:
         raise StudyError(f"{where}.{err}") from None
 
@@ -175,7 +187,7 @@ def check_study(config: dict) -> dict:
         except KeyError as err:
             raise StudyError(f"pretext.{name}.method: {err.args[0]}") from None
         entry["options"] = check_options(f"pretext.{name}.options", entry.get("options", {}), method.OPTIONS)
-        check_training(f"pretext.{name}", entry)
+        check_training(f"pretext.{name}", entry, image_shape[-1])
         if getattr(method, "PIXEL_TARGETS", False) and normalization != "none":
             raise StudyError(
                 f"pretext.{name}: {entry['method']} reconstructs pixels in [0, 1], so it cannot take "
@@ -188,7 +200,8 @@ def check_study(config: dict) -> dict:
             method.build(build_encoder(), entry["options"], augmentation=None)
         except ValueError as err:
             raise StudyError(f"pretext.{name}.options: {err}") from None
-        check_monitors(f"pretext.{name}", entry, method.metric_names(entry["options"]))
+        watched = ["knn_accuracy"] if split.get("monitor", 0) else []
+        check_monitors(f"pretext.{name}", entry, method.metric_names(entry["options"]) + watched)
 
     settings = study["downstream"]
     protocols = settings["protocols"]
@@ -206,7 +219,7 @@ def check_study(config: dict) -> dict:
             if protocol not in settings.get("overrides", {})
             else f"downstream.overrides.{protocol}"
         )
-        check_training(where, downstream_settings(study, protocol))
+        check_training(where, downstream_settings(study, protocol), image_shape[-1])
         check_monitors(where, downstream_settings(study, protocol), ["loss", "accuracy"])
     try:
         features = downstream.truncate(model, settings.get("feature_layer"))

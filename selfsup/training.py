@@ -63,22 +63,86 @@ def set_precision(policy: str) -> None:
     keras.mixed_precision.set_global_policy(policy)
 
 
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "lars")
+_OPTIMIZER_KEYS = ("name", "learning_rate", "momentum", "weight_decay", "trust_coefficient")
+
+
+def check_optimizer(settings: dict) -> None:
+    """Reject optimizer settings that the schema lets through but make no sense together;
+    messages start with "optimizer.<key>: "."""
+    unknown = sorted(set(settings) - set(_OPTIMIZER_KEYS))
+    if unknown:
+        raise ValueError(
+            f"optimizer.{unknown[0]}: unknown setting; optimizer takes {', '.join(_OPTIMIZER_KEYS)}"
+        )
+    name = settings.get("name")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer.name: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    for key in ("learning_rate", "momentum", "weight_decay", "trust_coefficient"):
+        value = settings.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"optimizer.{key}: must be a number, got {value!r}")
+    momentum = settings.get("momentum", 0.0)
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"optimizer.momentum: must be in [0, 1], got {momentum!r}")
+    if momentum and name in ("adam", "adamw"):
+        raise ValueError(
+            f"optimizer.momentum: {name} takes no momentum (its first-moment average plays that "
+            "role); remove it, or use sgd, rmsprop or lars"
+        )
+    decay = settings.get("weight_decay", 0.0)
+    if decay < 0:
+        raise ValueError(f"optimizer.weight_decay: must be >= 0, got {decay!r}")
+    if decay and name == "adam":
+        # Adam "with weight decay" means an L2 term in the gradient to some (PyTorch's Adam)
+        # and decoupled decay to others (Keras' Adam, which is then AdamW): make it explicit.
+        raise ValueError(
+            "optimizer.weight_decay: adam with weight decay is ambiguous (L2 penalty or decoupled "
+            "decay); use name adamw, whose decay is decoupled (Loshchilov & Hutter)"
+        )
+    if "trust_coefficient" in settings:
+        if name != "lars":
+            raise ValueError(f"optimizer.trust_coefficient: only lars takes it, not {name}; remove it")
+        if not settings["trust_coefficient"] > 0:
+            raise ValueError(
+                f"optimizer.trust_coefficient: must be > 0, got {settings['trust_coefficient']!r}"
+            )
+
+
 def make_optimizer(settings: dict, learning_rate=None):
-    """An optimizer from {name, learning_rate, momentum?}; `learning_rate` (a float or a
-    schedule, see selfsup.schedules) replaces the settings' rate when given."""
+    """An optimizer from {name, learning_rate, momentum?, weight_decay?, trust_coefficient?}
+    (checked by check_optimizer); `learning_rate` (a float or a schedule, see
+    selfsup.schedules) replaces the settings' rate when given.
+
+    weight_decay (default 0) is decoupled decay, w <- w - lr * weight_decay * w at each step
+    before the update (see selfsup.optimizers), for sgd, adamw and rmsprop; lars adds it to
+    the gradient as its authors do. Either way biases and normalization parameters (1-D
+    variables) are not decayed. momentum defaults to 0, or 0.9 for lars."""
     import keras
 
+    from selfsup import optimizers
+
+    check_optimizer(settings)
     name = settings["name"]
-    kwargs = {"learning_rate": settings["learning_rate"] if learning_rate is None else learning_rate}
-    if name == "sgd":
-        return keras.optimizers.SGD(momentum=settings.get("momentum", 0.0), **kwargs)
+    rate = settings["learning_rate"] if learning_rate is None else learning_rate
+    decay = float(settings.get("weight_decay", 0.0))
+    if name == "lars":
+        return optimizers.LARS(
+            learning_rate=rate,
+            momentum=settings.get("momentum", 0.9),
+            weight_decay=decay,
+            trust_coefficient=settings.get("trust_coefficient", 0.001),
+        )
     if name == "adam":
-        return keras.optimizers.Adam(**kwargs)
+        return keras.optimizers.Adam(learning_rate=rate)
+    # Without decay, Keras' own classes; with it, subclasses that spare 1-D variables.
     if name == "adamw":
-        return keras.optimizers.AdamW(**kwargs)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(**kwargs)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of sgd, adam, adamw, rmsprop")
+        # Always explicit: Keras' AdamW would otherwise decay by 0.004, biases included.
+        return (optimizers.AdamW if decay else keras.optimizers.AdamW)(learning_rate=rate, weight_decay=decay)
+    kwargs = {"learning_rate": rate, "momentum": settings.get("momentum", 0.0)}
+    if name == "sgd":
+        return optimizers.SGD(weight_decay=decay, **kwargs) if decay else keras.optimizers.SGD(**kwargs)
+    return optimizers.RMSprop(weight_decay=decay, **kwargs) if decay else keras.optimizers.RMSprop(**kwargs)
 
 
 def _callbacks():
@@ -95,12 +159,14 @@ def _callbacks():
             self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                raise TrainingDiverged(
-                    f"training diverged: loss became {float(loss)} at epoch {self.epoch + 1}, "
-                    f"batch {batch + 1}; lower the learning rate or check the input scaling"
-                )
+            # Every loss the model reports: a method that logs its loss terms
+            # (VICReg's variance, say) diverges in one before the total shows it.
+            for name, value in (logs or {}).items():
+                if name.endswith("loss") and not math.isfinite(float(value)):
+                    raise TrainingDiverged(
+                        f"training diverged: {name} became {float(value)} at epoch {self.epoch + 1}, "
+                        f"batch {batch + 1}; lower the learning rate or check the input scaling"
+                    )
 
     class RateLog(keras.callbacks.Callback):
         """The learning rate in force during the epoch (as a schedule set it when the epoch

@@ -72,7 +72,7 @@ _TRAINING_DEFAULTS = {
     "lr_schedule": None,
     "reduce_on_plateau": None,
     "keep_best": None,
-    "augmentation": {"horizontal_flip": False, "shift": 0.0},
+    "augmentation": {},
     "jit_compile": False,
     "precision": "float32",
     "memory_limit_mb": 2048,
@@ -93,6 +93,7 @@ _STUDY = {
         "test": None,
         "labeled_fraction": None,
         "folds": False,
+        "monitor": 0,
     },
     "seeds": [1, 2],
     "budgets": [16, 64],
@@ -102,8 +103,9 @@ _STUDY = {
             "options": {"rotations": "all"},
             "epochs": 2,
             "batch_size": 64,
-            "optimizer": {"name": "adam", "learning_rate": 0.003, "momentum": 0.0},
+            "optimizer": {"name": "adam", "learning_rate": 0.003, "weight_decay": 0.0},
             **copy.deepcopy(_TRAINING_DEFAULTS),
+            "knn_monitor": {"every": 1, "k": 200, "temperature": 0.1},
         }
     },
     "downstream": {
@@ -113,7 +115,7 @@ _STUDY = {
         "overrides": {},
         "epochs": 2,
         "batch_size": 16,
-        "optimizer": {"name": "adam", "learning_rate": 0.003, "momentum": 0.0},
+        "optimizer": {"name": "adam", "learning_rate": 0.003, "weight_decay": 0.0},
         **copy.deepcopy(_TRAINING_DEFAULTS),
     },
 }

@@ -171,8 +171,8 @@ def test_folds_seed_picks_the_fold_with_nested_stratified_budgets(seed):
     y_train, folds = stl10_like()
     split = make_split(y_train, 8000, seed=seed, folds=True, predefined_folds=folds)
     fold = folds[seed - 1]  # fold numbers are 1-based
-    np.testing.assert_array_equal(split.labeled, fold)
-    np.testing.assert_array_equal(np.sort(split.budget_order), fold)
+    np.testing.assert_array_equal(split.labeled, np.arange(5000))  # every labeled image
+    np.testing.assert_array_equal(np.sort(split.budget(1000)), fold)  # the fold's size: the fold
     np.testing.assert_array_equal(split.unlabeled, np.arange(5000))  # no range: all training images
     share = np.bincount(y_train[fold], minlength=10) / len(fold)
     previous = set()
@@ -181,8 +181,28 @@ def test_folds_seed_picks_the_fold_with_nested_stratified_budgets(seed):
         assert previous <= set(budget) <= set(fold)
         assert np.abs(np.bincount(y_train[budget], minlength=10) - n * share).max() <= 1
         previous = set(budget)
-    with pytest.raises(ValueError, match="budget 1001 exceeds the labeled pool of 1000"):
-        split.budget(1001)
+    assert set(split.budget(1001)) > set(fold)  # beyond the fold: fold plus others
+    assert len(split.budget("all")) == 5000
+    with pytest.raises(ValueError, match="budget 5001 exceeds the labeled pool of 5000"):
+        split.budget(5001)
+
+
+@pytest.mark.parametrize("folds", [False, True])
+def test_monitor_slice_is_held_out_of_every_budget_and_keeps_the_budgets(folds):
+    y_train, fold_list = stl10_like()
+    kwargs = {"folds": True, "predefined_folds": fold_list} if folds else {"labeled": [0, 3000]}
+    plain = make_split(y_train, 100, seed=3, **kwargs)
+    held = make_split(y_train, 100, seed=3, monitor=500, **kwargs)
+    assert len(held.monitor) == 500 and len(plain.monitor) == 0
+    assert not set(held.monitor) & set(held.budget("all"))
+    assert len(held.budget("all")) == len(plain.budget("all")) - 500
+    # Class-balanced slice, and the smaller budgets are the same images as without it.
+    assert np.bincount(y_train[held.monitor], minlength=10).min() >= 40
+    np.testing.assert_array_equal(held.budget(1000), plain.budget(1000))
+    if folds:
+        assert not set(held.monitor) & set(fold_list[2])
+    with pytest.raises(ValueError, match="split.monitor: 5000 images leave none"):
+        make_split(y_train, 100, seed=3, monitor=5000, folds=True, predefined_folds=fold_list)
 
 
 @pytest.mark.parametrize("seed", [0, 11])
@@ -205,7 +225,7 @@ def test_own_unlabeled_images():
     assert split.unlabeled_part == "unlabeled"
     np.testing.assert_array_equal(split.unlabeled, np.arange(300))
     assert split.unlabeled.dtype == np.int64
-    np.testing.assert_array_equal(split.labeled, folds[1])
+    np.testing.assert_array_equal(np.sort(split.budget(1000)), folds[1])
     # Without folds, the whole training set is labeled.
     split = make_split(y_train, 8000, unlabeled="own", seed=2, n_own_unlabeled=300)
     np.testing.assert_array_equal(split.labeled, np.arange(5000))

@@ -204,7 +204,7 @@ def test_downstream_settings_merges_overrides(study):
     assert supervised["epochs"] == 2
     linear = downstream_settings(checked, "linear")
     assert linear["batch_size"] == 16
-    assert linear["optimizer"] == {"name": "adam", "learning_rate": 0.003, "momentum": 0.0}
+    assert linear["optimizer"] == {"name": "adam", "learning_rate": 0.003, "weight_decay": 0.0}
     assert "protocols" not in linear and "overrides" not in linear
     assert linear["head"] == {"hidden": [], "dropout": 0.0}
 
@@ -389,12 +389,22 @@ def test_budget_within_the_fraction_pool(study):
         check_study(study)
 
 
-def test_budget_above_a_fold(study):
+def test_budgets_with_folds_reach_every_labeled_image(study):
     study["seeds"] = [1, 2, 3]
-    study["budgets"] = [100, 1001]
-    with pytest.raises(StudyError, match=r"^budgets: 1001 labels exceed the labeled pool of 1000"):
+    study["budgets"] = [100, 5001]
+    with pytest.raises(StudyError, match=r"^budgets: 5001 labels exceed the labeled pool of 5000"):
         check_study(with_dataset(study, "stl10", folds=True, unlabeled="own"))
-    assert labeled_pool_size(study["split"], layout("stl10"), study["seeds"]) == 1000
+    assert labeled_pool_size(study["split"], layout("stl10"), study["seeds"]) == 5000
+
+
+def test_monitor_slice_is_taken_from_the_labeled_pool(study):
+    split = {**study["split"], "monitor": 28}
+    assert labeled_pool_size(split, layout("synthetic"), [1]) == 100
+    with pytest.raises(StudyError, match=r"^split\.monitor: 128 held-out images leave none of the 128"):
+        labeled_pool_size({**split, "monitor": 128}, layout("synthetic"), [1])
+    folds = {"labeled": None, "unlabeled": "own", "test": None, "labeled_fraction": None, "folds": True}
+    with pytest.raises(StudyError, match=r"^split\.monitor: 4001 held-out images must come from the 4000"):
+        labeled_pool_size({**folds, "monitor": 4001}, layout("stl10"), [1])
 
 
 def test_labeled_pool_sizes():
@@ -458,8 +468,8 @@ def test_sound_schedule_and_augmentation_pass(study):
 def test_check_training_rejects_a_shift_of_more_than_the_image():
     with pytest.raises(StudyError, match=r"^downstream\.augmentation\.shift must lie in \[0, 1\), got 1\.5"):
         check_training("downstream", {"augmentation": {"shift": 1.5}})
-    with pytest.raises(StudyError, match=r"^pretext\.rotation\.augmentation: unknown key\(s\) \['zoom'\]"):
-        check_training("pretext.rotation", {"augmentation": {"zoom": 0.1}})
+    with pytest.raises(StudyError, match=r"^pretext\.rotation\.augmentation: unknown key\(s\) \['jitter'\]"):
+        check_training("pretext.rotation", {"augmentation": {"jitter": 0.1}})
     check_training("downstream", {"augmentation": {"horizontal_flip": True, "shift": 0.5}})
     check_training("downstream", {"augmentation": None})
 

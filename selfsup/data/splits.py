@@ -22,6 +22,8 @@ class Split:
 
     `budget_order` is the labeled pool reordered so that every prefix is a
     class-stratified subset: the budget of n labels is `budget_order[:n]`.
+    `monitor` is a labeled slice held out from every budget, on which pretext runs
+    report their kNN accuracy (selfsup.monitor).
     """
 
     labeled: np.ndarray
@@ -30,6 +32,7 @@ class Split:
     budget_order: np.ndarray
     unlabeled_part: str = "train"  # which images `unlabeled` indexes: train | unlabeled
     normalization: Normalization = field(default_factory=Normalization)
+    monitor: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def budget(self, n: int | str) -> np.ndarray:
         if n == "all":
@@ -95,6 +98,7 @@ def make_split(
     predefined_folds: list[np.ndarray] | None = None,
     n_own_unlabeled: int = 0,
     normalization: Normalization | None = None,
+    monitor: int = 0,
 ) -> Split:
     """The pools of one replicate `seed`, and its budget order.
 
@@ -102,6 +106,12 @@ def make_split(
     whose draw falls below the fraction (the others are then the unlabeled pool), or
     with `folds` the predefined fold numbered `seed` (1-based). unlabeled: a range of
     training images, or "own" for the dataset's own unlabeled images.
+
+    With `folds`, every other training image joins the labeled pool after the fold:
+    budgets up to the fold's size lie inside the fold, and "all" is every labeled
+    image. `monitor` labeled images, the tail of the budget order, are held out from
+    every budget for the pretext kNN monitor; budgets smaller than the rest stay the
+    same images whatever `monitor` is.
     """
     n_train = len(y_train)
     part = "train"
@@ -117,7 +127,19 @@ def make_split(
             raise ValueError("split.folds: this dataset has no predefined folds")
         if not 1 <= seed <= len(predefined_folds):
             raise ValueError(f"split.folds: seed {seed} names no fold; folds are 1..{len(predefined_folds)}")
-        labeled_idx = np.asarray(predefined_folds[seed - 1], dtype=np.int64)
+        fold = np.asarray(predefined_folds[seed - 1], dtype=np.int64)
+        rest = np.setdiff1d(labeled_idx, fold)
+        order = np.concatenate(
+            [fold[stratified_order(y_train[fold], seed)], rest[stratified_order(y_train[rest], seed)]]
+        )
+    else:
+        order = labeled_idx[stratified_order(y_train[labeled_idx], seed)]
+    if not 0 <= monitor < len(order):
+        raise ValueError(
+            f"split.monitor: {monitor} images leave none of the {len(order)} labeled ones for budgets"
+        )
+    held_out = order[len(order) - monitor :]
+    order = order[: len(order) - monitor]
     if unlabeled == OWN_UNLABELED:
         if not n_own_unlabeled:
             raise ValueError("split.unlabeled: 'own' needs a dataset that ships unlabeled images")
@@ -125,12 +147,13 @@ def make_split(
     elif unlabeled_idx is None:
         unlabeled_idx = index_range(unlabeled, n_train, "unlabeled")
     return Split(
-        labeled=labeled_idx,
+        labeled=np.sort(order),
         unlabeled=unlabeled_idx,
         test=index_range(test, n_test, "test"),
-        budget_order=labeled_idx[stratified_order(y_train[labeled_idx], seed)],
+        budget_order=order,
         unlabeled_part=part,
         normalization=normalization or Normalization(),
+        monitor=np.sort(held_out),
     )
 
 
@@ -161,4 +184,5 @@ def split_dataset(data_path, settings: dict, seed: int) -> Split:
         predefined_folds=info["folds"],
         n_own_unlabeled=info["sizes"].get("unlabeled", 0),
         normalization=stats,
+        monitor=settings.get("monitor", 0),
     )

@@ -86,3 +86,28 @@ def pretext_examples(examples: dict[str, np.ndarray], title: str, path) -> None:
         axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center")
     fig.suptitle(title)
     _save(fig, path)
+
+
+def knn_curves(histories: dict[tuple[str, int], pd.DataFrame], title: str, path) -> None:
+    """kNN accuracy against pretext epoch: one colour per pretext run, one line per seed."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    methods = list(dict.fromkeys(method for method, _ in histories))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (method, seed), history in histories.items():
+        rows = history.dropna(subset=["knn_accuracy"]) if "knn_accuracy" in history else history.iloc[:0]
+        index = methods.index(method)
+        first_seed = seed == min(s for m, s in histories if m == method)
+        ax.plot(
+            rows.epoch + 1,
+            100 * rows.knn_accuracy,
+            marker="o",
+            markersize=3,
+            color=colours[index % len(colours)],
+            label=method if first_seed else None,
+        )
+    ax.set_xlabel("pretext epoch")
+    ax.set_ylabel("kNN accuracy on held-out labels (%)")
+    ax.set_title(f"{title}: kNN monitor")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(fig, path)

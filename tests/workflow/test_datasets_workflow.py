@@ -132,7 +132,7 @@ def test_stl10_folds_and_own_unlabeled_images_through_the_rules(tmp_path):
     assert tuple(prepared.x_unlabeled[0, 5, 1]) == (255, 0, 0)  # upright, red channel red
     for seed in (2, 7):
         split = artifacts.read_split(workdir / "results" / "tiny_stl10" / "split" / f"seed{seed}.h5")
-        np.testing.assert_array_equal(np.sort(split.labeled), folds[seed - 1])
+        np.testing.assert_array_equal(np.sort(split.budget(10)), folds[seed - 1])
         assert split.unlabeled_part == "unlabeled" and len(split.unlabeled) == 30
     summary = pd.read_csv(workdir / "results" / "tiny_stl10" / "tables" / "accuracy.csv")
     assert set(summary.seeds) == {2}  # mean and std over the two folds

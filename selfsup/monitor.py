@@ -1,0 +1,66 @@
+"""Watching pretext training: the weighted kNN accuracy of the encoder's features.
+
+The kNN classifier of Wu et al. (2018), as solo-learn and lightly use it to monitor
+self-supervised runs: cosine similarity between L2-normalized features, the k most
+similar labeled images vote for their class with weight exp(similarity / temperature).
+Here it runs leave-one-out on the study's held-out labeled slice (split.monitor), so
+each image is classified by the others and the slice never meets a downstream budget.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+FEATURE_BATCH = 256  # images per encoder call when computing features
+
+
+def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int, temperature: float) -> float:
+    """Leave-one-out weighted kNN accuracy of `features` (N, D) with integer `labels` (N,)."""
+    features = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    labels = np.asarray(labels)
+    if len(features) < 2:
+        raise ValueError("the kNN monitor needs at least two labeled images")
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    unit = features / np.maximum(norms, 1e-12)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)  # an image never votes for itself
+    k = min(k, len(features) - 1)
+    neighbours = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    weights = np.exp(np.take_along_axis(similarity, neighbours, axis=1) / temperature)
+    num_classes = int(labels.max()) + 1
+    votes = np.zeros((len(features), num_classes))
+    np.add.at(votes, (np.arange(len(features))[:, None], labels[neighbours]), weights)
+    return float(np.mean(votes.argmax(axis=1) == labels))
+
+
+def encoder_features(encoder, images) -> np.ndarray:
+    """The encoder's features of a float batch of images, flattened, in inference mode."""
+    out = [
+        np.asarray(encoder(images[start : start + FEATURE_BATCH], training=False))
+        for start in range(0, len(images), FEATURE_BATCH)
+    ]
+    features = np.concatenate(out)
+    return features.reshape(len(features), -1)
+
+
+def knn_callback(encoder, images, labels, *, every: int, k: int, temperature: float, stream=sys.stderr):
+    """A Keras callback logging `knn_accuracy` after every `every`-th and the last epoch
+    (NaN in between, so every history row has the column).
+
+    `images`: the held-out slice as model inputs (scaled and normalized like training).
+    """
+    import keras
+
+    class KnnMonitor(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            last = epoch + 1 == self.params.get("epochs")
+            accuracy = math.nan
+            if (epoch + 1) % every == 0 or last:
+                accuracy = knn_accuracy(encoder_features(encoder, images), labels, k, temperature)
+            if logs is not None:
+                logs["knn_accuracy"] = accuracy
+
+    return KnnMonitor()
