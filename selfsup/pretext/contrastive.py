@@ -61,6 +61,7 @@ class TwoViewModel(keras.Model):
         """Create every variable now, so the optimizer and weight files see them all."""
         images = keras.ops.zeros((2, *input_shape))
         self.predict_projection(images, training=False)
+        self(images, training=False)  # marks the model built, as weight files require
 
     def call(self, images, training=False):
         return self.encoder(images, training=training)
