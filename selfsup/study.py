@@ -201,6 +201,14 @@ def check_study(config: dict) -> dict:
         except ValueError as err:
             raise StudyError(f"pretext.{name}.options: {err}") from None
         watched = ["knn_accuracy"] if split.get("monitor", 0) else []
+        knn = entry.get("knn_monitor") or {}
+        for section in ("early_stopping", "reduce_on_plateau", "keep_best"):
+            if (entry.get(section) or {}).get("monitor") == "knn_accuracy" and knn.get("every", 1) > 1:
+                raise StudyError(
+                    f"pretext.{name}.{section}.monitor: knn_accuracy is computed every "
+                    f"{knn['every']} epochs (knn_monitor.every), so the epochs between have none; "
+                    "set knn_monitor.every to 1 to watch it"
+                )
         check_monitors(f"pretext.{name}", entry, method.metric_names(entry["options"]) + watched)
 
     settings = study["downstream"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -482,3 +483,108 @@ def test_schema_rejects_a_shift_of_more_than_the_image():
     config["downstream"]["augmentation"] = {"shift": 1.5}
     with pytest.raises(WorkflowError, match="1.5"):
         validate(config, str(ROOT / "schemas" / "study.schema.yaml"))
+
+
+# --- two-view methods: bad input stops the study before any job ---------------------------
+
+
+def two_view(study, method="simclr", **changes):
+    entry = copy.deepcopy(study["pretext"]["rotation"])
+    entry.update({"options": {}, "augmentation": {"preset": "simclr_grayscale"}, **changes})
+    study["pretext"] = {method: entry}
+    return study
+
+
+def test_a_sound_two_view_study_passes(study):
+    study = two_view(study, keep_best={"monitor": "knn_accuracy"})
+    study["split"]["monitor"] = 16
+    checked = check_study(study)
+    assert checked["pretext"]["simclr"]["options"]["temperature"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("method", "changes", "monitor", "message"),
+    [
+        (
+            "simclr",
+            {"options": {"temperature": 0.0}},
+            0,
+            r"pretext\.simclr\.options: temperature must be > 0",
+        ),
+        (
+            "nnclr",
+            {"options": {"queue_size": 32}},
+            0,
+            r"pretext\.nnclr\.options: queue_size \(32\) must be at least the batch size \(64\)",
+        ),
+        (
+            "simclr",
+            {"augmentation": {"solarize": 0.2}},
+            0,
+            r"pretext\.simclr\.augmentation: unknown key\(s\) \['solarize'\]; allowed: .*color_jitter",
+        ),
+        (
+            "simclr",
+            {"augmentation": {"preset": "big"}},
+            0,
+            r"augmentation\.preset: unknown preset 'big'; allowed",
+        ),
+        (
+            "simclr",
+            {"augmentation": {}},
+            0,
+            r"pretext\.simclr\.options: augmentation: a two-view method needs",
+        ),
+        (
+            "simclr",
+            {"augmentation": {"preset": "simclr_small"}},
+            0,
+            r"^pretext\.simclr\.augmentation\.color_jitter\.saturation: no colour jitter on 1-channel images",
+        ),
+        (
+            "simclr",
+            {"early_stopping": {"monitor": "accuracy", "patience": 2}},
+            0,
+            r"pretext\.simclr\.early_stopping\.monitor: 'accuracy' is not reported by this training; "
+            r"allowed: loss, embedding_std$",
+        ),
+        (
+            "byol",
+            {"keep_best": {"monitor": "knn_accuracy"}},
+            0,
+            r"pretext\.byol\.keep_best\.monitor: 'knn_accuracy' is not reported.*allowed: loss, embedding_std$",
+        ),
+        (
+            "vicreg",
+            {
+                "keep_best": {"monitor": "knn_accuracy"},
+                "knn_monitor": {"every": 2, "k": 200, "temperature": 0.1},
+            },
+            16,
+            r"pretext\.vicreg\.keep_best\.monitor: knn_accuracy is computed every 2 epochs",
+        ),
+        (
+            "simsiam",
+            {"optimizer": {"name": "adam", "learning_rate": 0.1, "trust_coefficient": 0.01}},
+            0,
+            r"pretext\.simsiam\.optimizer\.trust_coefficient",
+        ),
+    ],
+    ids=[
+        "temperature",
+        "queue",
+        "unknown_augmentation",
+        "unknown_preset",
+        "no_augmentation",
+        "colour_on_grayscale",
+        "monitor_not_reported",
+        "knn_without_slice",
+        "knn_not_every_epoch",
+        "trust_without_lars",
+    ],
+)
+def test_two_view_bad_input_names_the_key(study, method, changes, monitor, message):
+    study = two_view(study, method, **changes)
+    study["split"]["monitor"] = monitor
+    with pytest.raises(StudyError, match=message):
+        check_study(study)

@@ -32,8 +32,8 @@ class BYOLModel(TwoViewModel):
         self.target_projector.trainable = False
 
     def build_heads(self, input_shape) -> None:
-        super().build_heads(input_shape)
         self.target(keras.ops.zeros((2, *input_shape)), training=False)
+        super().build_heads(input_shape)
         for online, target in self.online_target_pairs():
             target.assign(online)
 

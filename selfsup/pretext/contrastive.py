@@ -99,6 +99,8 @@ class TwoViewModel(keras.Model):
             loss, z1 = self.view_loss(x1, x2, training=True)
             # Kernel regularizers of the encoder (e.g. the ResNet's L2) count too.
             total = loss + tf.add_n(self.losses) if self.losses else loss
+            # Under mixed_float16 the optimizer scales the loss (and unscales the gradients).
+            total = self.optimizer.scale_loss(total)
         variables = self.trainable_variables
         gradients = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
