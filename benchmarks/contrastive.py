@@ -55,7 +55,7 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "fashion-mnist")
-    parser.add_argument("--unlabeled", type=int, default=5000, help="unlabeled images for the pretext runs")
+    parser.add_argument("--unlabeled", type=int, default=10000, help="unlabeled images for the pretext runs")
     parser.add_argument("--pretext-epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--downstream-epochs", type=int, default=30, help="upper bound; early stopping")

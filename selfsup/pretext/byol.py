@@ -31,9 +31,9 @@ class BYOLModel(TwoViewModel):
         self.target_encoder.trainable = False
         self.target_projector.trainable = False
 
-    def build_heads(self, input_shape) -> None:
-        self.target(keras.ops.zeros((2, *input_shape)), training=False)
-        super().build_heads(input_shape)
+    def build(self, input_shape) -> None:
+        self.target(keras.ops.zeros((2, *input_shape[1:])), training=False)
+        super().build(input_shape)
         for online, target in self.online_target_pairs():
             target.assign(online)
 

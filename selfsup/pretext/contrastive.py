@@ -57,11 +57,14 @@ class TwoViewModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.std_tracker = keras.metrics.Mean(name="embedding_std")
 
-    def build_heads(self, input_shape) -> None:
-        """Create every variable now, so the optimizer and weight files see them all."""
-        images = keras.ops.zeros((2, *input_shape))
+    def build(self, input_shape) -> None:
+        """Create every variable now (heads, augmentation state), so the optimizer and the
+        weight files see them all."""
+        images = keras.ops.zeros((2, *input_shape[1:]))
         self.predict_projection(images, training=False)
-        self(images, training=False)  # marks the model built, as weight files require
+        if self.augmentation is not None:
+            self.augmentation(images, training=False)
+        self.built = True
 
     def call(self, images, training=False):
         return self.encoder(images, training=training)
@@ -162,7 +165,7 @@ class TwoViewMethod(PretextMethod):
             name=type(self).__name__.lower(),
             **self.heads(options),
         )
-        model.build_heads(encoder.input_shape[1:])
+        model.build(encoder.input_shape)
         return model
 
     def metric_names(self, options: dict) -> list[str]:

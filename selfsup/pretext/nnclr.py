@@ -28,9 +28,9 @@ class NNCLRModel(TwoViewModel):
         self.queue_position = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False)
         self.latest = None
 
-    def build_heads(self, input_shape) -> None:
+    def build(self, input_shape) -> None:
         self.queue.assign(tf.math.l2_normalize(self.queue, axis=1))
-        super().build_heads(input_shape)
+        super().build(input_shape)
 
     def view_loss(self, x1, x2, training):
         z1, p1 = self.predict_projection(x1, training)
