@@ -275,3 +275,38 @@ def test_jit_compile_setting_reaches_the_model():
     assert model.jit_compile is True
     _compile(model, {**settings, "jit_compile": False}, steps_per_epoch=3, loss="mse")
     assert model.jit_compile is False
+
+
+def test_nan_in_any_reported_loss_raises():
+    """A model that reports its loss terms: a NaN in one of them stops training even while
+    the total it optimizes is still finite."""
+
+    class TermsModel(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1)
+            self.total = keras.metrics.Mean(name="loss")
+            self.term = keras.metrics.Mean(name="variance_loss")
+
+        def call(self, x):
+            return self.dense(x)
+
+        @property
+        def metrics(self):
+            return [self.total, self.term]
+
+        def train_step(self, data):
+            x, _ = data
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self(x)))
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+            self.total.update_state(loss)
+            self.term.update_state(tf.math.log(-tf.ones(())))  # NaN
+            return {m.name: m.result() for m in self.metrics}
+
+    model = TermsModel()
+    model.compile(optimizer="sgd")
+    data = tf.data.Dataset.from_tensor_slices((np.ones((16, 4), "float32"), np.ones((16, 1)))).batch(8)
+    with pytest.raises(TrainingDiverged, match=r"variance_loss became nan at epoch 1, batch 1"):
+        fit(model, data, epochs=2, samples_per_epoch=16, stream=io.StringIO())
