@@ -19,18 +19,16 @@ import copy
 import os
 import platform
 import shlex
-import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import yaml
+from workflow import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "studies" / "autoencoders.yaml"
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 # "linear" is the frozen-encoder protocol: the head alone trains.
 FROZEN = "linear"
 RECONSTRUCTION = ("autoencoder", "denoising_autoencoder", "inpainting")
@@ -102,33 +100,7 @@ def derive_study(args) -> dict:
 
 
 def run_workflow(study: dict, args) -> tuple[float, list[str]]:
-    args.out.mkdir(parents=True, exist_ok=True)
-    configfile = args.out / "study.yaml"
-    configfile.write_text(yaml.safe_dump(study, sort_keys=False))
-    command = [
-        str(SNAKEMAKE),
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        str(args.cores),
-        # Pretext jobs train longest: give them every core; downstream jobs are short and
-        # mostly start-up, so run them side by side on one thread each.
-        "--set-threads",
-        f"pretext={args.cores}",
-        "downstream=1",
-        "--rerun-incomplete",
-        *shlex.split(args.snakemake_args),
-    ]
-    print("running:", shlex.join(command), f"(in {args.out})", flush=True)
-    start = time.perf_counter()
-    with open(args.out / "snakemake.log", "w") as log:
-        result = subprocess.run(command, cwd=args.out, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if result.returncode:
-        sys.exit(f"snakemake failed ({result.returncode}); see {args.out / 'snakemake.log'}")
-    return seconds, command
+    return run_study(study, args.out, args.cores, shlex.split(args.snakemake_args))
 
 
 def job_times(results: Path) -> pd.DataFrame:

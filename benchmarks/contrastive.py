@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from workflow import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TWO_VIEW = ["simclr", "nnclr", "simsiam", "barlow_twins", "byol", "vicreg"]
 # Heads narrowed with the encoder (its code has 64 values).
 HEADS = {
@@ -197,31 +197,7 @@ def derive_study(args) -> dict:
 
 
 def run_workflow(study: dict, args) -> tuple[float, list[str]]:
-    args.out.mkdir(parents=True, exist_ok=True)
-    configfile = args.out / "study.yaml"
-    configfile.write_text(yaml.safe_dump(study, sort_keys=False))
-    command = [
-        str(SNAKEMAKE),
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        str(args.cores),
-        # Pretext jobs train longest: every core; downstream jobs are short, one thread each.
-        "--set-threads",
-        f"pretext={args.cores}",
-        "downstream=1",
-        "--rerun-incomplete",
-    ]
-    print("running:", shlex.join(command), f"(in {args.out})", flush=True)
-    start = time.perf_counter()
-    with open(args.out / "snakemake.log", "w") as log:
-        result = subprocess.run(command, cwd=args.out, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if result.returncode:
-        sys.exit(f"snakemake failed ({result.returncode}); see {args.out / 'snakemake.log'}")
-    return seconds, command
+    return run_study(study, args.out, args.cores, [])
 
 
 def pretext_runs(results: Path) -> pd.DataFrame:
