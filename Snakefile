@@ -19,6 +19,7 @@ include: "rules/data.smk"
 include: "rules/pseudo_labels.smk"
 include: "rules/pretext.smk"
 include: "rules/downstream.smk"
+include: "rules/semisupervised.smk"
 include: "rules/report.smk"
 
 

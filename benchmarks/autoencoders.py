@@ -106,9 +106,9 @@ def run_workflow(study: dict, args) -> tuple[float, list[str]]:
 def job_times(results: Path) -> pd.DataFrame:
     """Seconds per pretext job, from Snakemake's benchmark files."""
     rows = []
-    for tsv in sorted((results / "benchmarks" / "pretext").glob("*/seed*.tsv")):
+    for tsv in sorted((results / "benchmarks" / "pretext" / "all").glob("*/seed*.tsv")):
         seconds = pd.read_csv(tsv, sep="\t")["s"].iloc[0]
-        history = pd.read_csv(results / "encoders" / tsv.parent.name / tsv.stem / "history.csv")
+        history = pd.read_csv(results / "encoders" / "all" / tsv.parent.name / tsv.stem / "history.csv")
         rows.append(
             {
                 "pretext": tsv.parent.name,

@@ -199,8 +199,8 @@ def run_workflow(study: dict, args) -> tuple[float, list[str]]:
 def pretext_runs(results: Path) -> pd.DataFrame:
     """Per pretext run: job seconds, final loss, embedding std and kNN accuracy."""
     rows = []
-    for tsv in sorted((results / "benchmarks" / "pretext").glob("*/seed*.tsv")):
-        history = pd.read_csv(results / "encoders" / tsv.parent.name / tsv.stem / "history.csv")
+    for tsv in sorted((results / "benchmarks" / "pretext" / "all").glob("*/seed*.tsv")):
+        history = pd.read_csv(results / "encoders" / "all" / tsv.parent.name / tsv.stem / "history.csv")
         rows.append(
             {
                 "pretext": tsv.parent.name,

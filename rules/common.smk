@@ -20,16 +20,26 @@ RESULTS = f"results/{STUDY['study']}"
 DATASET = STUDY["dataset"]["name"]
 PRETEXT = STUDY["pretext"]
 PROTOCOLS = STUDY["downstream"]["protocols"]
+POOLS = STUDY["pools"]
 BASELINE_METHOD = "none"  # the method name of runs that use no pretext encoder
+NO_POOL = "none"  # the pool name of runs that read no unlabeled images
 LIBRARY = Path(workflow.basedir) / "selfsup"
 
 
 wildcard_constraints:
     dataset=r"[a-z_]+",
     method="|".join([BASELINE_METHOD, *PRETEXT]),
-    protocol=protocols.PROTOCOL_PATTERN.strip("^$"),
+    pool="|".join([NO_POOL, *POOLS]),
+    # Classifier protocols only: self_training and joint runs have rules of their own.
+    protocol=protocols.CLASSIFIER_PATTERN,
+    round=r"[1-9]\d*",
     budget=r"all|\d+",
     seed=r"\d+",
+
+
+def fill(pattern, wildcards):
+    """`pattern` (a rule's output) with the values of the job's `wildcards` it names."""
+    return expand(pattern, **dict(wildcards.items()))[0]
 
 
 def code_fingerprint(*modules):
@@ -45,26 +55,66 @@ def code_fingerprint(*modules):
 
 SOURCE = sources.get_source(DATASET)
 DATASET_OPTIONS = STUDY["dataset"]["options"]
-# One prepared file per source and options: studies that share them share the file.
-DATA_KEY = (
-    DATASET
-    if DATASET_OPTIONS == SOURCE.options
-    else f"{DATASET}-{digest(DATASET_OPTIONS)[:8]}"
+# Foreign images mixed into the unlabeled pool (dataset.contamination), or None.
+CONTAMINATION = STUDY["dataset"]["contamination"]
+# What the foreign images are; where their files lie (data_dir) is not part of it.
+FOREIGN_SETTINGS = (
+    {key: CONTAMINATION[key] for key in ("source", "fraction", "seed")}
+    if CONTAMINATION
+    else None
 )
+# One prepared file per source, options and contamination: studies that share them
+# share the file, and a contaminated file never stands in for a clean one.
+if FOREIGN_SETTINGS:
+    DATA_KEY = f"{DATASET}-{digest([DATASET_OPTIONS, FOREIGN_SETTINGS])[:8]}"
+elif DATASET_OPTIONS != SOURCE.options:
+    DATA_KEY = f"{DATASET}-{digest(DATASET_OPTIONS)[:8]}"
+else:
+    DATA_KEY = DATASET
 DOWNLOAD_DIR = f"resources/{DATASET}"
+FOREIGN = sources.get_source(CONTAMINATION["source"]) if CONTAMINATION else None
+FOREIGN_DOWNLOAD_DIR = f"resources/{CONTAMINATION['source']}" if CONTAMINATION else None
 
 
 def download_needed():
     return SOURCE.needs_files and not STUDY["dataset"]["data_dir"]
 
 
+def foreign_download_needed():
+    return bool(FOREIGN) and FOREIGN.needs_files and not CONTAMINATION["data_dir"]
+
+
+def output_folder(wildcards, output):
+    """The folder of a download rule's files, found from them (no path typed twice)."""
+    return str(Path(output[0]).parent)
+
+
 def prepare_inputs(wildcards):
-    return rules.download.output if download_needed() else []
+    inputs = []
+    if download_needed():
+        inputs += rules.download.output
+    if foreign_download_needed():
+        inputs += rules.download_foreign.output
+    return inputs
 
 
 def dataset_source(wildcards):
-    folder = DOWNLOAD_DIR if download_needed() else STUDY["dataset"]["data_dir"]
-    return {"name": DATASET, "folder": folder, "options": DATASET_OPTIONS}
+    folder = (
+        output_folder(wildcards, rules.download.output)
+        if download_needed()
+        else STUDY["dataset"]["data_dir"]
+    )
+    source = {"name": DATASET, "folder": folder, "options": DATASET_OPTIONS}
+    if FOREIGN_SETTINGS:
+        source["contamination"] = {
+            **FOREIGN_SETTINGS,
+            "folder": (
+                output_folder(wildcards, rules.download_foreign.output)
+                if foreign_download_needed()
+                else CONTAMINATION["data_dir"]
+            ),
+        }
+    return source
 
 
 def split_settings(wildcards):
@@ -117,16 +167,33 @@ def pseudo_label_settings(wildcards):
     return {"method": entry["method"], "options": entry["options"]}
 
 
-def pretext_inputs(wildcards):
-    inputs = {
+def pool_file(pool, seed):
+    """The one place that says which rule makes each pool."""
+    made_by = {"all": "split", "inliers": "outliers"}[pool]
+    return expand(getattr(rules, made_by).output.pool, seed=seed)[0]
+
+
+def pool_input(wildcards):
+    return pool_file(wildcards.pool, wildcards.seed)
+
+
+def stage_inputs(wildcards):
+    """What every training stage reads: the prepared data and the replicate's split."""
+    return {
         "data": rules.prepare.output.data,
         "split": expand(rules.split.output.split, seed=wildcards.seed)[0],
     }
+
+
+def pretext_inputs(wildcards):
+    inputs = {**stage_inputs(wildcards), "pool": pool_input(wildcards)}
     if has_pseudo_labels(PRETEXT[wildcards.method]["method"]):
-        inputs["pseudo"] = (
-            f"{RESULTS}/pseudo/{wildcards.method}/seed{wildcards.seed}.h5"
-        )
+        inputs["pseudo"] = fill(rules.pseudo_labels.output[0], wildcards)
     return inputs
+
+
+def encoder_file(wildcards):
+    return fill(rules.pretext.output.encoder, wildcards)
 
 
 def pretext_code(wildcards):
@@ -142,46 +209,117 @@ def pseudo_label_code(wildcards):
 
 def run_methods(protocol):
     """Pretext runs a protocol is applied to; baselines use no pretext encoder."""
+    if protocol == "self_training" and STUDY["self_training"]["from_pretext"]:
+        return [BASELINE_METHOD, *PRETEXT]
     return list(PRETEXT) if protocols.uses_pretext(protocol) else [BASELINE_METHOD]
+
+
+def run_pools(method, protocol):
+    """Runs that read unlabeled images, directly or through their encoder, run once per pool."""
+    reads_pool = method != BASELINE_METHOD or protocol in protocols.POOL_PROTOCOLS
+    return POOLS if reads_pool else [NO_POOL]
 
 
 def run_dirs():
     return [
-        f"{RESULTS}/runs/{method}/{protocol}/n{budget}/seed{seed}"
+        f"{RESULTS}/runs/{pool}/{method}/{protocol}/n{budget}/seed{seed}"
         for protocol in PROTOCOLS
         for method in run_methods(protocol)
+        for pool in run_pools(method, protocol)
         for budget in STUDY["budgets"]
         for seed in STUDY["seeds"]
     ]
 
 
 def downstream_inputs(wildcards):
-    inputs = {
-        "data": rules.prepare.output.data,
-        "split": expand(rules.split.output.split, seed=wildcards.seed)[0],
-    }
+    inputs = stage_inputs(wildcards)
     if wildcards.method != BASELINE_METHOD:
-        inputs["encoder"] = (
-            f"{RESULTS}/encoders/{wildcards.method}/seed{wildcards.seed}/encoder.h5"
-        )
+        inputs["encoder"] = encoder_file(wildcards)
     return inputs
 
 
-def classifier_settings(wildcards):
-    if protocols.uses_pretext(wildcards.protocol) == (
-        wildcards.method == BASELINE_METHOD
+def classifier_settings(wildcards, protocol=None):
+    """Training settings of a run; `protocol` for the rules whose path fixes it."""
+    protocol = protocol or wildcards.protocol
+    if protocol not in protocols.POOL_PROTOCOLS and protocols.uses_pretext(
+        protocol
+    ) == (wildcards.method == BASELINE_METHOD):
+        raise WorkflowError(
+            f"protocol {protocol} does not go with method {wildcards.method}"
+        )
+    if (wildcards.pool == NO_POOL) == (
+        wildcards.method != BASELINE_METHOD or protocol in protocols.POOL_PROTOCOLS
     ):
         raise WorkflowError(
-            f"protocol {wildcards.protocol} does not go with method {wildcards.method}"
+            f"pool {wildcards.pool} does not go with {wildcards.method} {protocol}"
         )
-    return {
-        **downstream_settings(STUDY, wildcards.protocol),
-        "protocol": wildcards.protocol,
-    }
+    settings = {**downstream_settings(STUDY, protocol), "protocol": protocol}
+    if protocol == "joint":
+        settings["joint"] = STUDY["joint"]
+    return settings
 
 
-def downstream_code(wildcards):
-    return code_fingerprint("downstream.py", *TRAINING_CODE)
+def joint_settings(wildcards):
+    return classifier_settings(wildcards, "joint")
+
+
+def self_training_settings(wildcards):
+    return classifier_settings(wildcards, "self_training")
+
+
+# What each pool protocol runs besides the classifier code.
+POOL_PROTOCOL_CODE = {
+    "self_training": [],
+    "joint": ["joint.py", "pretext/reconstruction.py"],
+}
+
+
+def downstream_code(wildcards, protocol=None):
+    protocol = protocol or wildcards.protocol
+    return code_fingerprint(
+        "downstream.py", *POOL_PROTOCOL_CODE.get(protocol, []), *TRAINING_CODE
+    )
+
+
+def joint_code(wildcards):
+    return downstream_code(wildcards, "joint")
+
+
+def self_training_code(wildcards):
+    return downstream_code(wildcards, "self_training")
+
+
+# --- outliers and self-training ------------------------------------------------
+
+
+def outlier_settings(wildcards):
+    return STUDY["outliers"]
+
+
+def outlier_code(wildcards):
+    # A scorer lives in the module of its name (selfsup/outliers/<method>.py).
+    method = STUDY["outliers"]["method"]
+    return code_fingerprint("outliers/base.py", f"outliers/{method}.py", *TRAINING_CODE)
+
+
+def earlier_rounds(wildcards):
+    """Pseudo-labels of the rounds before this one (a student comes after every round)."""
+    last = int(wildcards.get("round", STUDY["self_training"]["rounds"] + 1)) - 1
+    return [
+        fill(
+            rules.self_training_round.output.labels,
+            {**dict(wildcards.items()), "round": r},
+        )
+        for r in range(1, last + 1)
+    ]
+
+
+def self_training_inputs(wildcards):
+    inputs = {**stage_inputs(wildcards), "pool": pool_input(wildcards)}
+    inputs["rounds"] = earlier_rounds(wildcards)
+    if wildcards.method != BASELINE_METHOD:
+        inputs["encoder"] = encoder_file(wildcards)
+    return inputs
 
 
 # --- report -------------------------------------------------------------------
@@ -192,11 +330,11 @@ def report_code(wildcards):
 
 
 def example_runs():
-    """Runs whose predictions for one test image are plotted: first seed, largest budget."""
+    """Runs whose predictions for one test image are plotted: first seed and pool, largest budget."""
     budgets = STUDY["budgets"]
     largest = "all" if "all" in budgets else max(budgets)
     return [
-        f"{RESULTS}/runs/{method}/{protocol}/n{largest}/seed{STUDY['seeds'][0]}/metrics.json"
+        f"{RESULTS}/runs/{run_pools(method, protocol)[0]}/{method}/{protocol}/n{largest}/seed{STUDY['seeds'][0]}/metrics.json"
         for protocol in PROTOCOLS
         for method in run_methods(protocol)
     ]
@@ -219,4 +357,8 @@ def final_outputs():
         outputs.append(f"{RESULTS}/figures/pretext_examples_{name}.png")
     if PRETEXT and STUDY["split"]["monitor"]:
         outputs.append(rules.knn_figure.output.png)
+    if "inliers" in POOLS:
+        outputs.append(rules.outlier_figure.output.png)
+    if "self_training" in PROTOCOLS:
+        outputs.append(rules.self_training_figure.output.png)
     return outputs

@@ -12,7 +12,26 @@ if SOURCE.needs_files:
             "../envs/selfsup.yaml"
         params:
             dataset=DATASET,
-            folder=DOWNLOAD_DIR,
+            folder=output_folder,
+        script:
+            "../scripts/download.py"
+
+
+# The foreign source of dataset.contamination, when it has official files to fetch.
+if FOREIGN and FOREIGN.needs_files:
+
+    rule download_foreign:
+        output:
+            [f"{FOREIGN_DOWNLOAD_DIR}/{name}" for name in FOREIGN.files],
+        log:
+            f"logs/download/{CONTAMINATION['source']}.log",
+        retries: 3
+        localrule: True
+        conda:
+            "../envs/selfsup.yaml"
+        params:
+            dataset=CONTAMINATION["source"],
+            folder=output_folder,
         script:
             "../scripts/download.py"
 
@@ -38,6 +57,8 @@ rule split:
         rules.prepare.output.data,
     output:
         split=f"{RESULTS}/split/seed{{seed}}.h5",
+        # The default pool: every unlabeled image of the split.
+        pool=f"{RESULTS}/pools/all/seed{{seed}}.h5",
     log:
         f"logs/{STUDY['study']}/split/seed{{seed}}.log",
     conda:
@@ -45,6 +66,11 @@ rule split:
     params:
         split=split_settings,
         study=STUDY["study"],
-        code=code_fingerprint("data/splits.py", "data/normalization.py", "artifacts.py"),
+        code=code_fingerprint(
+            "data/splits.py",
+            "data/normalization.py",
+            "data/dataset.py",
+            "artifacts.py",
+        ),
     script:
         "../scripts/split.py"

@@ -2,12 +2,12 @@ rule downstream:
     input:
         unpack(downstream_inputs),
     output:
-        metrics=f"{RESULTS}/runs/{{method}}/{{protocol}}/n{{budget}}/seed{{seed}}/metrics.json",
-        history=f"{RESULTS}/runs/{{method}}/{{protocol}}/n{{budget}}/seed{{seed}}/history.csv",
+        metrics=f"{RESULTS}/runs/{{pool}}/{{method}}/{{protocol}}/n{{budget}}/seed{{seed}}/metrics.json",
+        history=f"{RESULTS}/runs/{{pool}}/{{method}}/{{protocol}}/n{{budget}}/seed{{seed}}/history.csv",
     log:
-        f"logs/{STUDY['study']}/runs/{{method}}/{{protocol}}/n{{budget}}/seed{{seed}}.log",
+        f"logs/{STUDY['study']}/runs/{{pool}}/{{method}}/{{protocol}}/n{{budget}}/seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/runs/{{method}}/{{protocol}}/n{{budget}}/seed{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/runs/{{pool}}/{{method}}/{{protocol}}/n{{budget}}/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: 8

@@ -2,13 +2,13 @@ rule pretext:
     input:
         unpack(pretext_inputs),
     output:
-        encoder=f"{RESULTS}/encoders/{{method}}/seed{{seed}}/encoder.h5",
-        history=f"{RESULTS}/encoders/{{method}}/seed{{seed}}/history.csv",
-        examples=f"{RESULTS}/encoders/{{method}}/seed{{seed}}/examples.h5",
+        encoder=f"{RESULTS}/encoders/{{pool}}/{{method}}/seed{{seed}}/encoder.h5",
+        history=f"{RESULTS}/encoders/{{pool}}/{{method}}/seed{{seed}}/history.csv",
+        examples=f"{RESULTS}/encoders/{{pool}}/{{method}}/seed{{seed}}/examples.h5",
     log:
-        f"logs/{STUDY['study']}/pretext/{{method}}/seed{{seed}}.log",
+        f"logs/{STUDY['study']}/pretext/{{pool}}/{{method}}/seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/pretext/{{method}}/seed{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/pretext/{{pool}}/{{method}}/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: 8

@@ -1,10 +1,10 @@
 rule pseudo_labels:
     input:
-        f"{RESULTS}/split/seed{{seed}}.h5",
+        pool_input,
     output:
-        f"{RESULTS}/pseudo/{{method}}/seed{{seed}}.h5",
+        f"{RESULTS}/pseudo/{{pool}}/{{method}}/seed{{seed}}.h5",
     log:
-        f"logs/{STUDY['study']}/pseudo/{{method}}/seed{{seed}}.log",
+        f"logs/{STUDY['study']}/pseudo/{{pool}}/{{method}}/seed{{seed}}.log",
     conda:
         "../envs/selfsup.yaml"
     params:

@@ -62,7 +62,7 @@ rule class_probabilities:
 
 rule pretext_examples:
     input:
-        f"{RESULTS}/encoders/{{method}}/seed{STUDY['seeds'][0]}/examples.h5",
+        f"{RESULTS}/encoders/{POOLS[0]}/{{method}}/seed{STUDY['seeds'][0]}/examples.h5",
     output:
         report(
             f"{RESULTS}/figures/pretext_examples_{{method}}.png",
@@ -84,6 +84,7 @@ rule knn_figure:
     input:
         expand(
             rules.pretext.output.history,
+            pool=POOLS,
             method=list(PRETEXT),
             seed=STUDY["seeds"],
         ),
@@ -98,7 +99,12 @@ rule knn_figure:
     conda:
         "../envs/selfsup.yaml"
     params:
-        runs=[(method, seed) for method in PRETEXT for seed in STUDY["seeds"]],
+        runs=[
+            (method if pool == "all" else f"{method} ({pool})", seed)
+            for pool in POOLS
+            for method in PRETEXT
+            for seed in STUDY["seeds"]
+        ],
         title=STUDY["study"],
         code=report_code,
     script:

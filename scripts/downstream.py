@@ -13,7 +13,7 @@ seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings
 training.configure(snakemake.threads, seed, settings["deterministic"])
 metrics_path = Path(snakemake.output.metrics)
-metrics, history = train_downstream(
+metrics, history, _ = train_downstream(
     data_path=snakemake.input.data,
     split_path=snakemake.input.split,
     encoder_path=snakemake.input.get("encoder"),
@@ -23,6 +23,11 @@ metrics, history = train_downstream(
     seed=seed,
     resume_dir=resume_dir(metrics_path.parent, list(snakemake.params), snakemake.input),
 )
-metrics.update(study=snakemake.params.study, method=snakemake.wildcards.method, seed=seed)
+metrics.update(
+    study=snakemake.params.study,
+    method=snakemake.wildcards.method,
+    pool=snakemake.wildcards.pool,
+    seed=seed,
+)
 history.to_csv(snakemake.output.history, index=False)
 write_json(metrics_path, metrics)

@@ -12,4 +12,5 @@ prepare(
     source["options"],
     snakemake.output.data,
     {"dataset": source["name"], "source": source},
+    contamination=source.get("contamination"),
 )

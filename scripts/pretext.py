@@ -16,11 +16,16 @@ encoder_path = Path(snakemake.output.encoder)
 train_pretext(
     data_path=snakemake.input.data,
     split_path=snakemake.input.split,
+    pool_path=snakemake.input.pool,
     pseudo_path=snakemake.input.get("pseudo"),
     settings=settings,
     encoder_spec=snakemake.params.encoder,
     seed=seed,
-    meta={"study": snakemake.params.study, "pretext": snakemake.wildcards.method},
+    meta={
+        "study": snakemake.params.study,
+        "pretext": snakemake.wildcards.method,
+        "pool": snakemake.wildcards.pool,
+    },
     encoder_path=encoder_path,
     history_path=snakemake.output.history,
     examples_path=snakemake.output.examples,

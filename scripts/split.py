@@ -16,3 +16,9 @@ print(
 artifacts.write_split(
     snakemake.output.split, split, {"study": snakemake.params.study, "seed": seed, "split": settings}
 )
+artifacts.write_pool(
+    snakemake.output.pool,
+    split.unlabeled,
+    split.unlabeled_part,
+    {"study": snakemake.params.study, "seed": seed, "pool": "all"},
+)

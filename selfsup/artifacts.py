@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from selfsup import __version__
-from selfsup.data.dataset import Dataset
+from selfsup.data.dataset import FOREIGN_LABEL, Dataset, Foreign
 from selfsup.data.normalization import Normalization
 from selfsup.data.splits import Split
 
@@ -63,23 +63,46 @@ def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
 
 IMAGE_PARTS = ("train", "test", "unlabeled")
 _WRITE_CHUNK = 1000  # images copied per step, so memmapped sources never load whole
+# A contaminated dataset's foreign images follow its own training images in x_train,
+# labeled -1; `foreign` holds their indices, its attributes the contamination settings,
+# and `foreign_source_index` which training images of the foreign source they are.
+_CONTAMINATION_ATTRS = ("source", "fraction", "seed")
 
 
-def write_dataset(path, dataset: Dataset, meta: dict[str, Any]) -> None:
-    parts = {"train": dataset.x_train, "test": dataset.x_test}
+def write_dataset(path, dataset: Dataset, meta: dict[str, Any], foreign: Foreign | None = None) -> None:
+    """Write `dataset`, with `foreign` images appended after its training images."""
+    parts = {"train": [dataset.x_train], "test": [dataset.x_test]}
+    y_train = np.asarray(dataset.y_train, np.int64)
     if dataset.x_unlabeled is not None:
-        parts["unlabeled"] = dataset.x_unlabeled
-    with _atomic_h5(path) as h5:
-        for part, images in parts.items():
-            stored = h5.create_dataset(
-                f"x_{part}", shape=images.shape, dtype=np.uint8, chunks=(1, *images.shape[1:])
+        parts["unlabeled"] = [dataset.x_unlabeled]
+    if foreign is not None:
+        if tuple(foreign.images.shape[1:]) != tuple(dataset.x_train.shape[1:]):
+            raise ValueError(
+                f"foreign images {tuple(foreign.images.shape[1:])} differ in shape from the "
+                f"dataset's {tuple(dataset.x_train.shape[1:])}"
             )
-            for start in range(0, len(images), _WRITE_CHUNK):
-                stored[start : start + _WRITE_CHUNK] = np.asarray(images[start : start + _WRITE_CHUNK])
-        h5.create_dataset("y_train", data=np.asarray(dataset.y_train, np.int64), compression="gzip")
+        parts["train"].append(foreign.images)
+        y_train = np.concatenate([y_train, np.full(len(foreign.images), FOREIGN_LABEL, np.int64)])
+    with _atomic_h5(path) as h5:
+        for part, pieces in parts.items():
+            shape = (sum(len(images) for images in pieces), *pieces[0].shape[1:])
+            stored = h5.create_dataset(f"x_{part}", shape=shape, dtype=np.uint8, chunks=(1, *shape[1:]))
+            offset = 0
+            for images in pieces:
+                for start in range(0, len(images), _WRITE_CHUNK):
+                    chunk = np.asarray(images[start : start + _WRITE_CHUNK])
+                    stored[offset + start : offset + start + len(chunk)] = chunk
+                offset += len(images)
+        h5.create_dataset("y_train", data=y_train, compression="gzip")
         h5.create_dataset("y_test", data=np.asarray(dataset.y_test, np.int64), compression="gzip")
         if dataset.folds is not None:
             h5.create_dataset("folds", data=np.stack([np.asarray(f, np.int64) for f in dataset.folds]))
+        if foreign is not None:
+            n = len(dataset.x_train)
+            stored = h5.create_dataset("foreign", data=np.arange(n, n + len(foreign.images), dtype=np.int64))
+            for key in _CONTAMINATION_ATTRS:
+                stored.attrs[key] = getattr(foreign, key)
+            h5.create_dataset("foreign_source_index", data=np.asarray(foreign.source_index, np.int64))
         _set_attrs(h5, {**meta, "class_names": list(dataset.class_names)})
 
 
@@ -103,8 +126,14 @@ def read_dataset(path, parts=("train", "test")) -> Dataset:
 
 
 def read_labels(path) -> dict[str, Any]:
-    """Labels, class names, image shape and part sizes of a dataset, without its images."""
+    """Labels, class names, image shape and part sizes of a dataset, without its images.
+
+    `foreign`: indices of the foreign training images (label -1; empty when none), and
+    `contamination` their settings ({source, fraction, seed}; None when none). The
+    train size counts them.
+    """
     with h5py.File(path, "r") as h5:
+        foreign = h5["foreign"] if "foreign" in h5 else None
         return {
             "y_train": h5["y_train"][()],
             "y_test": h5["y_test"][()],
@@ -112,7 +141,15 @@ def read_labels(path) -> dict[str, Any]:
             "image_shape": tuple(h5["x_train"].shape[1:]),
             "sizes": {part: len(h5[f"x_{part}"]) for part in IMAGE_PARTS if f"x_{part}" in h5},
             "folds": list(h5["folds"][()]) if "folds" in h5 else None,
+            "foreign": np.zeros(0, np.int64) if foreign is None else foreign[()],
+            "contamination": None
+            if foreign is None
+            else {key: _plain(foreign.attrs[key]) for key in _CONTAMINATION_ATTRS},
         }
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 _READ_BLOCK = 4096  # images per contiguous read, so a large read never holds two copies
@@ -152,21 +189,29 @@ class ImageFile:
 
     Supports `len()`, `.shape` and indexing by a sorted, repeat-free index array, like the
     in-memory arrays it stands in for (selfsup.data.inputs asks for nothing more).
+    `stop` keeps only the first `stop` images (a contaminated file's genuine ones).
     """
 
-    def __init__(self, path, part: str):
+    def __init__(self, path, part: str, stop: int | None = None):
         self.path, self.part = str(path), part
         self._h5 = h5py.File(self.path, "r")
         self._images = self._h5[f"x_{part}"]
         self.shape = self._images.shape
+        if stop is not None:
+            if not 0 <= stop <= self.shape[0]:
+                raise ValueError(f"stop {stop} outside [0, {self.shape[0]}] images of {part}")
+            self.shape = (stop, *self.shape[1:])
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, sorted_indices):
         if isinstance(sorted_indices, slice):
-            return self._images[sorted_indices]
-        return _scattered(self._images, np.asarray(sorted_indices))
+            return self._images[slice(*sorted_indices.indices(len(self)))]
+        sorted_indices = np.asarray(sorted_indices)
+        if len(sorted_indices) and not 0 <= sorted_indices.min() <= sorted_indices.max() < len(self):
+            raise IndexError(f"image indices outside [0, {len(self)}) of {self.part}")
+        return _scattered(self._images, sorted_indices)
 
     def close(self) -> None:
         self._h5.close()
@@ -174,7 +219,7 @@ class ImageFile:
 
 # --- splits ---------------------------------------------------------------------------
 
-_SPLIT_ARRAYS = ("labeled", "unlabeled", "test", "budget_order", "monitor")
+_SPLIT_ARRAYS = ("labeled", "unlabeled", "test", "budget_order", "monitor", "foreign")
 
 
 def write_split(path, split: Split, meta: dict[str, Any]) -> None:
@@ -265,3 +310,68 @@ def read_encoder(path):
         )
     encoder.set_weights(values)
     return encoder, spec
+
+
+# --- pools ----------------------------------------------------------------------------
+# A pool is the set of unlabeled images a stage may use: indices into one image part.
+
+
+def write_pool(path, indices: np.ndarray, part: str, meta: dict[str, Any]) -> None:
+    """Pool `indices` into the images of `part` (train | unlabeled), with what made it."""
+    if part not in IMAGE_PARTS:
+        raise ValueError(f"pool part must be one of {', '.join(IMAGE_PARTS)}, got {part!r}")
+    with _atomic_h5(path) as h5:
+        h5.create_dataset("indices", data=np.asarray(indices, dtype=np.int64))
+        _set_attrs(h5, {**meta, "part": part})
+
+
+def read_pool(path) -> tuple[np.ndarray, str]:
+    """(indices, part) of the pool at `path`."""
+    with h5py.File(path, "r") as h5:
+        return h5["indices"][()], str(h5.attrs["part"])
+
+
+# --- outlier filtering ----------------------------------------------------------------
+
+
+def write_outliers(path, indices, scores, threshold: float, foreign, meta: dict[str, Any]) -> None:
+    """Scores of every pool image (`indices`, in pool order) and the threshold below which an
+    image is atypical; `kept` and `removed` are the indices on either side of it. `foreign`
+    marks images known to be foreign (a contaminated dataset), for measuring the filter."""
+    indices, scores = np.asarray(indices, np.int64), np.asarray(scores, np.float64)
+    kept = scores >= threshold
+    with _atomic_h5(path) as h5:
+        h5.create_dataset("indices", data=indices)
+        h5.create_dataset("scores", data=scores)
+        h5.create_dataset("kept", data=indices[kept])
+        h5.create_dataset("removed", data=indices[~kept])
+        h5.create_dataset("foreign", data=np.asarray(foreign, bool))
+        _set_attrs(h5, {**meta, "threshold": float(threshold)})
+
+
+def read_outliers(path) -> dict[str, Any]:
+    """Arrays (indices, scores, kept, removed, foreign) and attributes of an outlier artifact."""
+    with h5py.File(path, "r") as h5:
+        arrays = {name: h5[name][()] for name in ("indices", "scores", "kept", "removed", "foreign")}
+    return {**arrays, **read_attrs(path)}
+
+
+# --- self-training rounds -------------------------------------------------------------
+
+
+def write_teacher_labels(path, indices, labels, confidences, round_number: int, meta: dict[str, Any]) -> None:
+    """One self-training round's accepted pseudo-labels: pool `indices`, predicted `labels`
+    and the teacher's top probability (`confidences`, the examples' training weights)."""
+    if not len(indices) == len(labels) == len(confidences):
+        raise ValueError(f"{len(indices)} indices, {len(labels)} labels, {len(confidences)} confidences")
+    with _atomic_h5(path) as h5:
+        h5.create_dataset("indices", data=np.asarray(indices, np.int64))
+        h5.create_dataset("labels", data=np.asarray(labels, np.int64))
+        h5.create_dataset("confidences", data=np.asarray(confidences, np.float32))
+        _set_attrs(h5, {**meta, "round": int(round_number)})
+
+
+def read_teacher_labels(path) -> dict[str, Any]:
+    with h5py.File(path, "r") as h5:
+        arrays = {name: h5[name][()] for name in ("indices", "labels", "confidences")}
+    return {**arrays, **read_attrs(path)}

@@ -7,6 +7,11 @@ Protocols (what is trainable; the head always is):
 - finetune: the pretrained encoder, all layers trainable;
 - freeze_k: the pretrained encoder with its first k conv layers frozen;
 - partial_k: the pretrained encoder frozen except its last k weighted layers.
+Two protocols also train on a pool of unlabeled images (selfsup.pipeline):
+- self_training: rounds of teacher pseudo-labels, weighted by their certainty, then a
+  student on labels plus pseudo-labels (from scratch, or fine-tuning a pretext encoder);
+- joint: one model with a class and a reconstruction output (selfsup.joint), the class
+  loss masked out for unlabeled images.
 Every protocol builds the same architecture, so compared classifiers have the same
 number of parameters by construction.
 """
@@ -22,7 +27,9 @@ from selfsup.encoders import conv_layers, weighted_layers
 
 FIXED_PROTOCOLS = ("supervised", "random", "linear", "finetune")
 NUMBERED_PROTOCOLS = ("freeze", "partial")
-PROTOCOL_PATTERN = r"^(supervised|random|linear|finetune|freeze_[1-9][0-9]*|partial_[1-9][0-9]*)$"
+CLASSIFIER_PATTERN = r"(supervised|random|linear|finetune|freeze_[1-9][0-9]*|partial_[1-9][0-9]*)"
+POOL_PROTOCOLS = ("self_training", "joint")  # protocols that also train on a pool's images
+PROTOCOL_PATTERN = rf"^({CLASSIFIER_PATTERN[1:-1]}|{'|'.join(POOL_PROTOCOLS)})$"
 # Protocols that start from a freshly initialized encoder instead of a pretext one.
 BASELINES = ("supervised", "random")
 
@@ -31,14 +38,26 @@ def parse_protocol(protocol: str) -> tuple[str, int]:
     """("freeze", 3) for "freeze_3"; (protocol, 0) for the fixed ones."""
     if not re.match(PROTOCOL_PATTERN, protocol):
         raise ValueError(
-            f"unknown protocol {protocol!r}; choose {', '.join(FIXED_PROTOCOLS)}, freeze_<k> or partial_<k>"
+            f"unknown protocol {protocol!r}; choose {', '.join((*FIXED_PROTOCOLS, *POOL_PROTOCOLS))}, "
+            "freeze_<k> or partial_<k>"
         )
+    if protocol in POOL_PROTOCOLS:
+        return protocol, 0
     kind, _, k = protocol.partition("_")
     return kind, int(k or 0)
 
 
 def uses_pretext(protocol: str) -> bool:
-    return parse_protocol(protocol)[0] not in BASELINES
+    """Whether the protocol starts from a pretext encoder (self_training can do both)."""
+    return parse_protocol(protocol)[0] not in (*BASELINES, *POOL_PROTOCOLS)
+
+
+def classifier_protocol(protocol: str, pretrained: bool) -> str:
+    """The freezing protocol of the classifier a protocol trains: pool protocols train
+    every layer, from scratch or from a pretext encoder."""
+    if protocol in POOL_PROTOCOLS:
+        return "finetune" if pretrained else "supervised"
+    return protocol
 
 
 def truncate(encoder: keras.Model, feature_layer: str | None) -> keras.Model:
@@ -58,6 +77,8 @@ def truncate(encoder: keras.Model, feature_layer: str | None) -> keras.Model:
 def apply_protocol(encoder: keras.Model, protocol: str) -> None:
     """Set which encoder layers train under `protocol`."""
     kind, k = parse_protocol(protocol)
+    if kind in POOL_PROTOCOLS:
+        raise ValueError(f"{protocol} trains a classifier under classifier_protocol(), not {protocol}")
     if kind in ("supervised", "finetune"):
         frozen = []
     elif kind in ("random", "linear"):

@@ -17,8 +17,9 @@ import keras
 from keras import layers
 
 
-def _conv_stack(x, blocks):
-    """Apply `blocks`: (filters, kernel, stride) tuples for convs, "pool" for 2x2 max-pooling."""
+def _conv_stack(x, blocks, padding="same"):
+    """Apply `blocks`: (filters, kernel, stride) tuples for ReLU convs of `padding`, "pool" for
+    2x2 max-pooling."""
     n_conv = n_pool = 0
     for block in blocks:
         if block == "pool":
@@ -28,7 +29,7 @@ def _conv_stack(x, blocks):
             filters, kernel, stride = block
             n_conv += 1
             x = layers.Conv2D(
-                filters, kernel, strides=stride, padding="same", activation="relu", name=f"conv{n_conv}"
+                filters, kernel, strides=stride, padding=padding, activation="relu", name=f"conv{n_conv}"
             )(x)
     return x
 
@@ -57,6 +58,44 @@ def rotnet_mnist(input_shape):
     """The reference network of the MNIST rotation study, without its Dense layer."""
     inputs = keras.Input(input_shape, name="image")
     x = _conv_stack(inputs, [(64, 3, 2), "pool", (32, 3, 1), "pool", (16, 3, 2)])
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, x, name="encoder")
+
+
+# Study F's network 1 is conv-only up to its Dense(100) layer, with valid padding.
+CIFAR100_SEMISUPERVISED_BLOCKS = [(16, 3, 1), (32, 3, 1), "pool", (64, 3, 1), "pool", (128, 3, 1), "pool"]
+
+
+def _valid_stack_size(size: int, blocks) -> int:
+    """The side of `size` images after `blocks` of valid convs and 2x2 poolings (<= 0: nothing left)."""
+    for block in blocks:
+        if size <= 0:
+            break
+        if block == "pool":
+            size //= 2
+        else:
+            _, kernel, stride = block
+            size = (size - kernel) // stride + 1
+    return size
+
+
+def cifar100_semisupervised(input_shape):
+    """Study F's network 1 without its Dense(100, softmax) layer.
+
+    conv1 (16) > conv2 (32) > pool1 > conv3 (64) > pool2 > conv4 (128) > pool3 > flatten,
+    all 3x3 ReLU convs with valid padding: 32x32 images give conv4 4x4x128 and 512
+    features. The supervised classifier (downstream.build_classifier) adds the Dense
+    back, so it is network 1 exactly.
+    """
+    blocks = CIFAR100_SEMISUPERVISED_BLOCKS
+    if min(_valid_stack_size(int(side), blocks) for side in input_shape[:2]) < 1:
+        smallest = next(size for size in range(1, 1000) if _valid_stack_size(size, blocks) >= 1)
+        raise ValueError(
+            f"cifar100_semisupervised: {input_shape[0]}x{input_shape[1]} images are too small for its "
+            f"unpadded (valid) convs and poolings; it needs at least {smallest}x{smallest}"
+        )
+    inputs = keras.Input(input_shape, name="image")
+    x = _conv_stack(inputs, blocks, padding="valid")
     x = layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, x, name="encoder")
 
@@ -144,6 +183,7 @@ def resnet(input_shape, n: int = 3, filters: int = 16, l2: float = 1e-4, pool_si
 
 
 ENCODERS = {
+    "cifar100_semisupervised": cifar100_semisupervised,
     "mlp": mlp,
     "resnet": resnet,
     "rotnet_fashion_mnist": rotnet_fashion_mnist,

@@ -7,11 +7,13 @@ Every image reaches a model through selfsup.data.inputs: uint8 until a batch is 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import pandas as pd
 
-from selfsup import artifacts, augment, downstream, monitor, schedules, training
+from selfsup import artifacts, augment, downstream, joint, monitor, outliers, schedules, training
 from selfsup.data.dataset import scale
 from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB, batches, load_pool
 from selfsup.encoders import build_encoder
@@ -37,6 +39,7 @@ def train_pretext(
     *,
     data_path,
     split_path,
+    pool_path,
     pseudo_path,
     settings: dict,
     encoder_spec: dict,
@@ -48,15 +51,16 @@ def train_pretext(
     resume_dir=None,
     stream=sys.stderr,
 ):
-    """Train the study's encoder with one pretext method; save it, its history and examples."""
+    """Train the study's encoder with one pretext method on the images of a pool; save it,
+    its history and examples."""
     split = artifacts.read_split(split_path)
-    part = split.unlabeled_part
+    pool, part = artifacts.read_pool(pool_path)
     method = get_method(settings["method"])
     options = settings["options"]
     if pseudo_path is not None:
         indices, labels = artifacts.read_pseudo_labels(pseudo_path)  # indices into `part`
     else:
-        indices, labels = split.unlabeled, None
+        indices, labels = pool, None
     train_pos, val_pos = downstream.validation_cut(len(indices), settings.get("validation_split", 0.0), seed)
     images, positions = load_pool(
         data_path, part, indices, settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
@@ -131,7 +135,7 @@ def train_pretext(
     )
     history.to_csv(history_path, index=False)
     _close(images)
-    shown = scale(artifacts.read_images(data_path, part, split.unlabeled[:EXAMPLE_IMAGES]))
+    shown = scale(artifacts.read_images(data_path, part, pool[:EXAMPLE_IMAGES]))
     examples = method.examples(model, shown, options, seed)
     artifacts.write_examples(examples_path, examples, {**meta, "method": settings["method"], "seed": seed})
     return history
@@ -162,6 +166,21 @@ def _state_dir(resume_dir):
     return None if resume_dir is None else f"{resume_dir}/keep_best"
 
 
+@dataclass
+class ExtraExamples:
+    """Training examples beyond the labeled budget, from a pool: pseudo-labeled ones (with
+    their certainty as weight) for self-training, or unlabeled ones (label -1) for the
+    joint model."""
+
+    part: str
+    indices: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray | None = None
+
+
+UNLABELED = -1  # the class label of an unlabeled example: the joint model masks its class loss
+
+
 def train_downstream(
     *,
     data_path,
@@ -171,33 +190,50 @@ def train_downstream(
     settings: dict,
     budget: str,
     seed: int,
+    extra: ExtraExamples | None = None,
     resume_dir=None,
     stream=sys.stderr,
 ):
-    """Train and evaluate one classifier; returns (metrics dict, history frame)."""
+    """Train and evaluate one classifier; returns (metrics dict, history frame, model).
+
+    `settings["protocol"]` says what is trained: a classifier under a freezing protocol
+    (selfsup.downstream), the joint model (`joint`, with `extra` the unlabeled pool), or a
+    self-training student (`self_training`: the labeled budget plus the pseudo-labeled
+    `extra`, fine-tuning the pretext encoder when there is one).
+    """
     info = artifacts.read_labels(data_path)
     split = artifacts.read_split(split_path)
     protocol = settings["protocol"]
     training.set_precision(settings.get("precision", "float32"))
-    if downstream.uses_pretext(protocol):
+    if encoder_path is not None:
         encoder, _ = artifacts.read_encoder(encoder_path)
     else:
         encoder = build_encoder(encoder_spec["name"], info["image_shape"], **encoder_spec["options"])
-    model = downstream.build_classifier(
-        encoder,
-        len(info["class_names"]),
-        protocol,
-        feature_layer=settings["feature_layer"],
-        **settings["head"],
-    )
+    num_classes = len(info["class_names"])
+    if protocol == "joint":
+        model = joint.build_joint(encoder, num_classes, settings["joint"], head=settings["head"])
+        compile_args = {}
+    else:
+        model = downstream.build_classifier(
+            encoder,
+            num_classes,
+            downstream.classifier_protocol(protocol, pretrained=encoder_path is not None),
+            feature_layer=settings["feature_layer"],
+            **settings["head"],
+        )
+        compile_args = {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
     labeled = split.budget(budget)
     train_pos, val_pos = downstream.validation_cut(len(labeled), settings["validation_split"], seed)
     y_train, y_test = info["y_train"], info["y_test"]
     limit = settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
-    train_images, labeled_pos = load_pool(data_path, "train", labeled, limit)
+    if extra is None:
+        train_images, labeled_pos = load_pool(data_path, "train", labeled, limit)
+        extra_pos = np.zeros(0, np.int64)
+    else:
+        train_images, labeled_pos, extra_pos = _labeled_and_extra(data_path, labeled, extra, limit)
     test_images, test_pos = load_pool(data_path, "test", split.test, limit)
 
-    def classifier_batches(images, where, labels, shuffle_seed=None, augmentation=None):
+    def classifier_batches(images, where, labels, shuffle_seed=None, augmentation=None, weights=None):
         return batches(
             images,
             where,
@@ -206,30 +242,39 @@ def train_downstream(
             normalization=split.normalization,
             shuffle_seed=shuffle_seed,
             augment=augmentation,
+            weights=weights,
         )
 
-    # labeled_pos[i] is where the image of labeled[i] lies in train_images.
+    # labeled_pos[i] is where the image of labeled[i] lies in train_images (extra_pos: of extra).
+    fit_pos = np.concatenate([labeled_pos[train_pos], extra_pos])
+    fit_labels = y_train[labeled[train_pos]]
+    fit_weights = None
+    if extra is not None:
+        fit_labels = np.concatenate([fit_labels, extra.labels])
+        if extra.weights is not None:
+            # True labels weigh 1; a pseudo-label weighs its teacher's certainty.
+            fit_weights = np.concatenate([np.ones(len(train_pos), np.float32), extra.weights])
     data = classifier_batches(
         train_images,
-        labeled_pos[train_pos],
-        y_train[labeled[train_pos]],
+        fit_pos,
+        fit_labels,
         seed,
         augment.build(settings.get("augmentation"), seed),
+        fit_weights,
     )
     validation = None
     if len(val_pos):
         validation = classifier_batches(train_images, labeled_pos[val_pos], y_train[labeled[val_pos]])
-    _compile(
-        model,
-        settings,
-        _steps(len(train_pos), settings["batch_size"]),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    counts = downstream.count_params(model)
+    _compile(model, settings, _steps(len(fit_pos), settings["batch_size"]), **compile_args)
+    counts = downstream.count_params(model if protocol != "joint" else model.classifier)
     print(
-        f"downstream {protocol}: {len(labeled)} labels ({len(train_pos)} train, {len(val_pos)} validation), "
-        f"{counts['params']} params of which {counts['trainable_params']} trainable",
+        f"downstream {protocol}: {len(labeled)} labels ({len(train_pos)} train, {len(val_pos)} validation)"
+        + (
+            f", {len(extra_pos)} more {'pseudo-labeled' if extra.weights is not None else 'unlabeled'} images"
+            if extra
+            else ""
+        )
+        + f", {counts['params']} params of which {counts['trainable_params']} trainable",
         file=stream,
         flush=True,
     )
@@ -237,7 +282,7 @@ def train_downstream(
         model,
         data,
         epochs=settings["epochs"],
-        samples_per_epoch=len(train_pos),
+        samples_per_epoch=len(fit_pos),
         validation_data=validation,
         early_stopping=settings["early_stopping"],
         extra_callbacks=schedules.callbacks(settings, _state_dir(resume_dir), stream),
@@ -255,6 +300,7 @@ def train_downstream(
         "protocol": protocol,
         "budget": str(budget),
         "n_labels": int(len(labeled)),
+        "n_extra": int(len(extra_pos)),
         "test_accuracy": accuracy(test_images, test_pos, y_test[split.test]),
         "train_accuracy": accuracy(train_images, labeled_pos[train_pos], y_train[labeled[train_pos]]),
         "val_accuracy": (
@@ -273,4 +319,217 @@ def train_downstream(
     print(f"test accuracy {metrics['test_accuracy']:.4f}", file=stream, flush=True)
     for images in (train_images, test_images):
         _close(images)
-    return metrics, history
+    return metrics, history, model
+
+
+def _labeled_and_extra(data_path, labeled, extra: ExtraExamples, memory_limit_mb: float):
+    """One in-memory array of the labeled images and the extra ones (which may come from
+    another image part), and where each labeled and each extra example lies in it."""
+    shape = artifacts.read_labels(data_path)["image_shape"]
+    labeled_unique, labeled_pos = np.unique(labeled, return_inverse=True)
+    extra_unique, extra_pos = np.unique(extra.indices, return_inverse=True)
+    megabytes = (len(labeled_unique) + len(extra_unique)) * int(np.prod(shape)) / 2**20
+    if megabytes > memory_limit_mb:
+        raise MemoryError(
+            f"the labeled images and the pool's take {megabytes:.0f} MB, over memory_limit_mb "
+            f"{memory_limit_mb}; raise memory_limit_mb for this stage, or use a smaller pool"
+        )
+    images = np.concatenate(
+        [
+            artifacts.read_images(data_path, "train", labeled_unique),
+            artifacts.read_images(data_path, extra.part, extra_unique),
+        ]
+    )
+    return images, labeled_pos.astype(np.int64), (len(labeled_unique) + extra_pos).astype(np.int64)
+
+
+def predict_pool(model, data_path, part: str, indices, normalization, batch_size: int) -> np.ndarray:
+    """Class probabilities of the pool images `indices`, in their order."""
+    images, positions = load_pool(data_path, part, indices)
+    data = batches(images, positions, batch_size=batch_size, normalization=normalization)
+    probabilities = model.predict(data, verbose=0)
+    _close(images)
+    return probabilities
+
+
+def self_training_round(
+    *,
+    data_path,
+    split_path,
+    pool_path,
+    earlier_rounds: list,
+    encoder_path,
+    encoder_spec: dict,
+    settings: dict,
+    budget: str,
+    seed: int,
+    threshold: float | None,
+    resume_dir=None,
+    stream=sys.stderr,
+):
+    """Train a classifier on the labeled budget plus the pseudo-labels of `earlier_rounds`
+    (artifacts of selfsup.artifacts.write_teacher_labels, weighted by their certainty),
+    then, when `threshold` is given, label the rest of the pool with it.
+
+    Returns (metrics, history, accepted) where accepted is None without a threshold, else
+    {indices, labels, confidences, accepted, correct, remaining}: the predictions of top
+    probability >= threshold, and for diagnosis only how many of them match the hidden
+    true labels (None when the pool's images have none: a dataset's own unlabeled part).
+    """
+    split = artifacts.read_split(split_path)
+    pool, part = artifacts.read_pool(pool_path)
+    rounds = [artifacts.read_teacher_labels(path) for path in earlier_rounds]
+    taken = np.concatenate([r["indices"] for r in rounds]) if rounds else np.zeros(0, np.int64)
+    extra = ExtraExamples(
+        part=part,
+        indices=taken,
+        labels=np.concatenate([r["labels"] for r in rounds]) if rounds else np.zeros(0, np.int64),
+        weights=np.concatenate([r["confidences"] for r in rounds]) if rounds else np.zeros(0, np.float32),
+    )
+    metrics, history, model = train_downstream(
+        data_path=data_path,
+        split_path=split_path,
+        encoder_path=encoder_path,
+        encoder_spec=encoder_spec,
+        settings=settings,
+        budget=budget,
+        seed=seed,
+        extra=extra,
+        resume_dir=resume_dir,
+        stream=stream,
+    )
+    metrics["rounds"] = [
+        {key: r.get(key) for key in ("round", "accepted", "correct", "remaining", "teacher_test_accuracy")}
+        for r in rounds
+    ]
+    if threshold is None:
+        return metrics, history, None
+    remaining = np.setdiff1d(pool, taken)
+    probabilities = predict_pool(
+        model, data_path, part, remaining, split.normalization, settings["batch_size"]
+    )
+    confidences = probabilities.max(axis=1)
+    chosen = confidences >= threshold
+    labels = probabilities.argmax(axis=1)[chosen]
+    correct = None
+    if part == "train":
+        truth = artifacts.read_labels(data_path)["y_train"][remaining[chosen]]
+        correct = int(np.sum(labels == truth))
+    accepted = {
+        "indices": remaining[chosen],
+        "labels": labels,
+        "confidences": confidences[chosen],
+        "accepted": int(chosen.sum()),
+        "correct": correct,
+        "remaining": int(len(remaining) - chosen.sum()),
+        "teacher_test_accuracy": metrics["test_accuracy"],
+    }
+    print(
+        f"accepted {accepted['accepted']} of {len(remaining)} pool images at top probability >= {threshold}"
+        + ("" if correct is None else f", {correct} of them right ({correct / max(1, chosen.sum()):.1%})"),
+        file=stream,
+        flush=True,
+    )
+    return metrics, history, accepted
+
+
+def filter_outliers(
+    *,
+    data_path,
+    split_path,
+    pool_path,
+    settings: dict,
+    encoder_spec: dict,
+    seed: int,
+    meta: dict,
+    outliers_path,
+    inliers_path,
+    history_path,
+    resume_dir=None,
+    stream=sys.stderr,
+):
+    """Score every image of a pool with a one-class model trained on the labeled images;
+    write the scores (outliers_path) and the pool of the typical ones (inliers_path)."""
+    split = artifacts.read_split(split_path)
+    pool, part = artifacts.read_pool(pool_path)
+    scorer = outliers.get_scorer(settings["method"])
+    options = settings["options"]
+    limit = settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
+    labeled_images, labeled_pos = load_pool(data_path, "train", split.labeled, limit)
+    pool_images, pool_pos = load_pool(data_path, part, pool, limit)
+
+    def image_batches(images, where, shuffle_seed=None, augmentation=None):
+        return batches(
+            images,
+            where,
+            batch_size=settings["batch_size"],
+            normalization=split.normalization,
+            shuffle_seed=shuffle_seed,
+            augment=augmentation,
+        )
+
+    training.set_precision(settings.get("precision", "float32"))
+    info = artifacts.read_labels(data_path)
+    encoder = build_encoder(encoder_spec["name"], info["image_shape"], **encoder_spec["options"])
+    steps = _steps(len(labeled_pos), settings["batch_size"])
+    optimizer = training.make_optimizer(settings["optimizer"], schedules.learning_rate(settings, steps))
+    print(
+        f"outliers {settings['method']}: trained on {len(labeled_pos)} labeled images, scoring "
+        f"{len(pool)} {part} images of the pool, at most {settings['epochs']} epochs",
+        file=stream,
+        flush=True,
+    )
+    result = scorer.fit_score(
+        encoder,
+        image_batches(labeled_images, labeled_pos, seed, augment.build(settings.get("augmentation"), seed)),
+        image_batches(labeled_images, labeled_pos),
+        image_batches(pool_images, pool_pos),
+        options,
+        epochs=settings["epochs"],
+        optimizer=optimizer,
+        samples_per_epoch=len(labeled_pos),
+        resume_dir=resume_dir,
+        stream=stream,
+    )
+    for images in (labeled_images, pool_images):
+        _close(images)
+    foreign = np.isin(pool, split.foreign) if part == "train" else np.zeros(len(pool), bool)
+    removed = result.scores < result.threshold
+    summary = {
+        "removed": int(removed.sum()),
+        "removed_share": float(removed.mean()),
+        "epochs_run": int(len(result.history)),
+    }
+    if foreign.any() and not foreign.all():
+        summary.update(
+            foreign=int(foreign.sum()),
+            auroc=rank_auroc(result.scores[~foreign], result.scores[foreign]),
+            foreign_removed_share=float(removed[foreign].mean()),
+            genuine_removed_share=float(removed[~foreign].mean()),
+        )
+    print(
+        f"threshold {result.threshold:.4f}: {summary['removed']} of {len(pool)} removed "
+        f"({summary['removed_share']:.1%})"
+        + (
+            f"; AUROC genuine vs foreign {summary['auroc']:.3f}, removed {summary['foreign_removed_share']:.1%} "
+            f"of the foreign and {summary['genuine_removed_share']:.1%} of the genuine images"
+            if "auroc" in summary
+            else ""
+        ),
+        file=stream,
+        flush=True,
+    )
+    meta = {**meta, "method": settings["method"], "seed": seed, "part": part, "settings": settings, **summary}
+    result.history.to_csv(history_path, index=False)
+    artifacts.write_outliers(outliers_path, pool, result.scores, result.threshold, foreign, meta)
+    artifacts.write_pool(inliers_path, pool[~removed], part, {**meta, "pool": "inliers"})
+    return summary
+
+
+def rank_auroc(positive_scores, negative_scores) -> float:
+    """Probability that a random positive outscores a random negative (ties count half):
+    the area under the ROC curve, by the Mann-Whitney rank formula."""
+    scores = np.concatenate([positive_scores, negative_scores])
+    ranks = pd.Series(scores).rank().to_numpy()  # average ranks for ties
+    n_pos, n_neg = len(positive_scores), len(negative_scores)
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -14,7 +14,7 @@ import json
 
 from selfsup import augment, schedules, training
 from selfsup.data import sources
-from selfsup.data.dataset import DataError
+from selfsup.data.dataset import DataError, foreign_count
 from selfsup.data.splits import OWN_UNLABELED, fraction_split
 
 
@@ -22,8 +22,10 @@ class StudyError(ValueError):
     """The study file asks for something the pipeline cannot do."""
 
 
-def check_dataset(dataset: dict) -> sources.Layout:
-    """Fill in the source's option defaults; return its layout. Options it would ignore are errors."""
+def check_dataset(dataset: dict, split: dict | None = None) -> sources.Layout:
+    """Fill in the source's option defaults; return its (genuine) layout. Options it would
+    ignore are errors. `dataset.contamination` is checked against the layouts and against
+    `split` (the study's split section) when given."""
     try:
         source = sources.get_source(dataset["name"])
     except DataError as err:
@@ -36,7 +38,63 @@ def check_dataset(dataset: dict) -> sources.Layout:
             )
     if dataset.get("data_dir") and not source.needs_files:
         raise StudyError(f"dataset.data_dir: {dataset['name']} reads no files; remove data_dir")
-    return sources.layout(dataset["name"], dataset["options"])
+    layout = sources.layout(dataset["name"], dataset["options"])
+    dataset["contamination"] = check_contamination(dataset, layout, split)
+    return layout
+
+
+def check_contamination(dataset: dict, layout: sources.Layout, split: dict | None) -> dict | None:
+    """dataset.contamination with its defaults filled in (None when absent), checked from
+    the layouts alone: the foreign source's images must have the dataset's shape, and be
+    enough for the fraction; they can only join a pool of training images."""
+    contamination = dataset.get("contamination")
+    if contamination is None:
+        return None
+    where = "dataset.contamination"
+    contamination = {"seed": 0, "data_dir": None, **contamination}
+    name, fraction = contamination["source"], contamination["fraction"]
+    try:
+        foreign = sources.get_source(name)
+    except DataError as err:
+        raise StudyError(f"{where}.source: {err}") from None
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise StudyError(f"{where}.fraction: {fraction!r} must lie in (0, 1), both ends excluded")
+    if contamination["data_dir"] and not foreign.needs_files:
+        raise StudyError(f"{where}.data_dir: {name} reads no files; remove data_dir")
+    if split is not None and split.get("unlabeled") == OWN_UNLABELED:
+        raise StudyError(
+            "split.unlabeled: contamination mixes foreign images into the training-image "
+            "pool; remove split.unlabeled: own or contamination"
+        )
+    if name == dataset["name"] and (foreign.needs_files or dataset["options"] == foreign.options):
+        raise StudyError(
+            f"{where}.source: {name} (default options) would mix the dataset's own images "
+            "into it, not foreign ones; name another source"
+        )
+    other = sources.layout(name)
+    if other.image_shape != layout.image_shape:
+        raise StudyError(
+            f"{where}.source: {name} images are {other.image_shape}, {dataset['name']} images "
+            f"{layout.image_shape}; the shapes must be equal"
+        )
+    needed = foreign_count(fraction, layout.n_train, up=True)
+    if needed > other.n_train:
+        raise StudyError(
+            f"{where}.fraction: {fraction} of {layout.n_train} training images needs {needed} "
+            f"foreign images; {name} has {other.n_train} training images"
+        )
+    if split is not None:
+        if split.get("labeled_fraction") is not None:
+            share = split["labeled_fraction"]
+            pool = len(fraction_split(layout.n_train, share["fraction"], share["seed"])[1])
+        else:
+            pool = _range_size(split, "unlabeled", layout.n_train)
+        if foreign_count(fraction, pool) == 0:
+            raise StudyError(
+                f"{where}.fraction: {fraction} of an unlabeled pool of {pool} images rounds to "
+                "no foreign image; raise the fraction"
+            )
+    return contamination
 
 
 def check_options(where: str, options: dict, defaults: dict) -> dict:
@@ -154,7 +212,7 @@ def check_study(config: dict) -> dict:
     from selfsup import downstream, encoders, pretext
 
     study = json.loads(json.dumps(config))  # also breaks aliasing of schema defaults
-    layout = check_dataset(study["dataset"])
+    layout = check_dataset(study["dataset"], study["split"])
     image_shape = layout.image_shape
 
     split = study["split"]
@@ -211,6 +269,8 @@ def check_study(config: dict) -> dict:
                 )
         check_monitors(f"pretext.{name}", entry, method.metric_names(entry["options"]) + watched)
 
+    check_pools(study, image_shape)
+
     settings = study["downstream"]
     protocols = settings["protocols"]
     needs_pretext = [p for p in protocols if downstream.uses_pretext(p)]
@@ -232,10 +292,71 @@ def check_study(config: dict) -> dict:
     try:
         features = downstream.truncate(model, settings.get("feature_layer"))
         for protocol in protocols:
-            downstream.apply_protocol(features, protocol)
+            downstream.apply_protocol(features, downstream.classifier_protocol(protocol, pretrained=True))
     except ValueError as err:
         raise StudyError(f"downstream: {err}") from None
     return study
+
+
+# Pool name -> what makes it; every stage that reads unlabeled images reads one of them.
+POOLS = {"all": "the split (every unlabeled image)", "inliers": "the outlier filter (outliers)"}
+
+
+def check_pools(study: dict, image_shape) -> None:
+    """Pool names, the outlier filter's settings, self-training's and the joint model's."""
+    from selfsup import downstream, encoders, joint, outliers
+
+    for pool in study["pools"]:
+        if pool not in POOLS:
+            raise StudyError(
+                f"pools: no stage produces a pool named {pool!r}; allowed: "
+                + ", ".join(f"{name} (made by {maker})" for name, maker in POOLS.items())
+            )
+    protocols = study["downstream"]["protocols"]
+    readers = [p for p in protocols if p in downstream.POOL_PROTOCOLS]
+    if study["pools"] != ["all"] and not (study["pretext"] or readers):
+        raise StudyError(
+            f"pools: {study['pools']} but nothing reads a pool; add a pretext method or the "
+            f"protocols {' or '.join(downstream.POOL_PROTOCOLS)}, or remove pools"
+        )
+
+    entry = study["outliers"]
+    try:
+        scorer = outliers.get_scorer(entry["method"])
+    except KeyError as err:
+        raise StudyError(f"outliers.method: {err.args[0]}") from None
+    entry["options"] = check_options("outliers.options", entry.get("options", {}), scorer.OPTIONS)
+    try:
+        scorer.check(entry["options"])
+    except ValueError as err:
+        raise StudyError(f"outliers.options.{err}") from None
+    check_training("outliers", entry, image_shape[-1])
+    check_monitors("outliers", entry, ["loss"])
+
+    rounds = study["self_training"]
+    if not isinstance(rounds["rounds"], int) or rounds["rounds"] < 1:
+        raise StudyError(
+            f"self_training.rounds: {rounds['rounds']!r} rounds; allowed: an integer of at least 1 "
+            "(without rounds there are no pseudo-labels: use the supervised protocol)"
+        )
+    if not 0 < rounds["threshold"] <= 1:
+        raise StudyError(
+            f"self_training.threshold: {rounds['threshold']!r}; allowed: a top probability in (0, 1]"
+        )
+    if rounds["from_pretext"] and not study["pretext"]:
+        raise StudyError(
+            "self_training.from_pretext: there is no pretext method to start from; add one under pretext"
+        )
+
+    study["joint"] = check_options("joint", study.get("joint") or {}, joint.OPTIONS)
+    if "joint" in protocols:
+        try:
+            joint.check(study["joint"])
+            encoder = study["encoder"]
+            model = encoders.build_encoder(encoder["name"], image_shape, **encoder["options"])
+            joint.build_joint(model, 2, study["joint"], head=study["downstream"].get("head"))
+        except ValueError as err:
+            raise StudyError(f"joint: {err}") from None
 
 
 def downstream_settings(study: dict, protocol: str) -> dict:

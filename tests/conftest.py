@@ -86,6 +86,7 @@ _STUDY = {
         "data_dir": None,
         "options": {"n_train": 256, "n_test": 64, "image_size": 16, "num_classes": 4, "seed": 0},
         "normalization": "none",
+        "contamination": None,
     },
     "split": {
         "labeled": [0, 128],
@@ -108,6 +109,17 @@ _STUDY = {
             "knn_monitor": {"every": 1, "k": 200, "temperature": 0.1},
         }
     },
+    "pools": ["all"],
+    "outliers": {
+        "method": "one_class_network",
+        "options": {},
+        "epochs": 10,
+        "batch_size": 128,
+        "optimizer": {"name": "adam", "learning_rate": 0.001, "weight_decay": 0.0},
+        **copy.deepcopy(_TRAINING_DEFAULTS),
+    },
+    "self_training": {"rounds": 3, "threshold": 0.8, "from_pretext": False},
+    "joint": {},
     "downstream": {
         "protocols": ["supervised", "random", "linear", "freeze_1", "finetune"],
         "feature_layer": None,

@@ -34,6 +34,7 @@ RUNS = [
     ("inpaint_rect", "inpainting", {"region": "rectangle", "mask_fraction": 0.25}),
     ("inpaint_patches", "inpainting", {"region": "patches", "patch_size": 4, "region_weight": 3.0}),
     ("ae_linear_mse", "autoencoder", {"output_activation": "linear", "loss": "mse", "decoder_filters": [4]}),
+    ("dae_mirror", "denoising_autoencoder", {"decoder": "mirror", "code_layer": "conv4"}),
 ]
 
 
@@ -85,7 +86,7 @@ def load_study(path: Path, edit=None) -> dict:
 def test_decoder_returns_the_exact_input_shape(image_shape, decoder, filters):
     # Three x2 stages overshoot 28 (4 -> 32): the crop must trim it back.
     options = {**reconstruction.OPTIONS, "decoder": decoder, "decoder_filters": filters, "decoder_units": [8]}
-    model = reconstruction.build_decoder((16,), image_shape, options)
+    model = reconstruction.decoder_from_shapes((16,), image_shape, options)
     assert model.output_shape[1:] == image_shape
     assert model.predict(np.zeros((2, 16), np.float32), verbose=0).shape == (2, *image_shape)
 
@@ -93,7 +94,7 @@ def test_decoder_returns_the_exact_input_shape(image_shape, decoder, filters):
 def test_decoder_accepts_spatial_features():
     # An encoder cut at a conv layer hands over feature maps, not a vector.
     options = {**reconstruction.OPTIONS, "decoder_filters": [4]}
-    model = reconstruction.build_decoder((7, 7, 8), (28, 28, 1), options)
+    model = reconstruction.decoder_from_shapes((7, 7, 8), (28, 28, 1), options)
     assert model.output_shape == (None, 28, 28, 1)
 
 
@@ -107,7 +108,7 @@ def test_autoencoder_output_matches_input_shape(image_shape):
 def test_decoder_output_activation_follows_the_options():
     for activation, loss in reconstruction.OUTPUT_LOSSES.items():
         options = {**reconstruction.OPTIONS, "output_activation": activation, "loss": loss}
-        pixels = reconstruction.build_decoder((4,), (8, 8, 1), options).get_layer("pixels")
+        pixels = reconstruction.decoder_from_shapes((4,), (8, 8, 1), options).get_layer("pixels")
         assert pixels.get_config()["activation"] == activation
 
 
@@ -115,6 +116,133 @@ def test_autoencoder_rejects_a_code_as_wide_as_the_image():
     encoder = build_encoder("mlp", (4, 4, 1), dense=[16])
     with pytest.raises(ValueError, match="undercomplete"):
         get_method("autoencoder").build(encoder, options_of("autoencoder", {}))
+
+
+def test_autoencoder_measures_the_bottleneck_at_the_code_layer():
+    # conv1's 16x16x4 map is wider than the 16x16x1 image, though the encoder's output is not.
+    with pytest.raises(ValueError, match="the code \\(output of conv1\\) has 1024 values for 256 pixels"):
+        get_method("autoencoder").build(tiny_encoder(), options_of("autoencoder", {"code_layer": "conv1"}))
+
+
+def network_1_encoder():
+    return build_encoder("cifar100_semisupervised", (32, 32, 3))
+
+
+def describe_decoder(decoder):
+    """(kind, filters or size, padding, activation, output side) of each layer after the input."""
+    rows = []
+    for layer in decoder.layers[1:]:
+        side = layer.output.shape[1]
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            assert layer.kernel_size == (3, 3) and layer.strides == (1, 1)
+            rows.append(("convT", layer.filters, layer.padding, layer.activation.__name__, side))
+        else:
+            rows.append((type(layer).__name__, layer.size[0], side))
+    return rows
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "linear"])
+def test_mirror_decoder_of_network_1_is_the_reference_decoder(activation):
+    # Study F's two-step autoencoder: network 1 cut at conv4, a fully convolutional decoder.
+    options = options_of(
+        "autoencoder",
+        {
+            "decoder": "mirror",
+            "code_layer": "conv4",
+            "output_activation": activation,
+            "loss": reconstruction.OUTPUT_LOSSES[activation],
+        },
+    )
+    encoder = network_1_encoder()
+    decoder = reconstruction.build_decoder(encoder, options)
+    assert not any(isinstance(layer, keras.layers.Dense) for layer in decoder.layers)
+    assert decoder.input_shape == (None, 4, 4, 128)
+    assert decoder.output_shape == (None, 32, 32, 3)
+    assert describe_decoder(decoder) == [
+        ("convT", 128, "valid", "relu", 6),
+        ("UpSampling2D", 2, 12),
+        ("convT", 64, "valid", "relu", 14),
+        ("UpSampling2D", 2, 28),
+        ("convT", 32, "valid", "relu", 30),
+        ("convT", 3, "valid", activation, 32),
+    ]
+    assert decoder.layers[-1].name == "pixels"
+
+    model = get_method("autoencoder").build(encoder, options)
+    assert model.output_shape == (None, 32, 32, 3)
+    # Only conv1..conv4 are under the code; pool3 and flatten hold no weights anyway.
+    under_code = sum(encoder.get_layer(f"conv{i}").count_params() for i in range(1, 5))
+    assert model.count_params() == under_code + decoder.count_params() == encoder.count_params() + 240_707
+
+
+def test_code_layer_must_be_a_layer_of_the_encoder():
+    options = options_of("autoencoder", {"decoder": "mirror", "code_layer": "conv5"})
+    with pytest.raises(ValueError) as err:
+        get_method("autoencoder").build(network_1_encoder(), options)
+    assert str(err.value) == (
+        "code_layer 'conv5' is not a layer of the encoder; choose one of "
+        "conv1, conv2, pool1, conv3, pool2, conv4, pool3, flatten"
+    )
+
+
+@pytest.mark.parametrize("code_layer", [None, "flatten"])
+def test_mirror_decoder_rejects_a_flat_code(code_layer):
+    options = options_of("denoising_autoencoder", {"decoder": "mirror", "code_layer": code_layer})
+    with pytest.raises(ValueError) as err:
+        get_method("denoising_autoencoder").build(network_1_encoder(), options)
+    message = str(err.value)
+    assert "needs a feature map as its code, but the code (flatten) is flat, of shape (512,)" in message
+    assert message.endswith(
+        "set code_layer to one of the encoder's conv or pooling layers: "
+        "conv1, conv2, pool1, conv3, pool2, conv4, pool3"
+    )
+
+
+def test_mirror_decoder_names_the_pooling_that_loses_rows():
+    # 25 -> 23 -> 21 -> pool1 -> 10: upsampling gives back 20, not 21.
+    encoder = build_encoder("cifar100_semisupervised", (25, 25, 1))
+    options = options_of("inpainting", {"decoder": "mirror", "code_layer": "conv4"})
+    with pytest.raises(
+        ValueError,
+        match=r"the mirror of pool1 turns \(10, 10\) back into \(20, 20\), not its input size \(21, 21\)",
+    ):
+        get_method("inpainting").build(encoder, options)
+
+
+def test_mirror_decoder_trains_a_tiny_autoencoder():
+    # small_cnn's same-padded convs, cut at pool2 (4x4x8 for 16x16x1 images).
+    method = get_method("autoencoder")
+    options = options_of("autoencoder", {"decoder": "mirror", "code_layer": "pool2"})
+    encoder = tiny_encoder()
+    model = method.build(encoder, options)
+    decoder = model.get_layer("decoder")
+    assert [layer.name for layer in decoder.layers[1:]] == [
+        "mirror_pool2",
+        "mirror_conv4",
+        "mirror_conv3",
+        "mirror_pool1",
+        "mirror_conv2",
+        "pixels",
+    ]
+    assert decoder.get_layer("mirror_conv4").padding == "same"
+    model.compile(optimizer=keras.optimizers.Adam(0.01), **method.compile_args(options))
+    x = images(8)
+    losses = [model.train_on_batch(x, x, return_dict=True)["loss"] for _ in range(5)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    # dense1, after the code, is left alone; the convs under it learn.
+    assert model.count_params() == encoder.count_params() - encoder.get_layer("dense1").count_params() + (
+        decoder.count_params()
+    )
+
+
+def test_spatial_decoders_take_a_code_layer():
+    # conv_transpose flattens the feature map before its Dense layer.
+    options = options_of("autoencoder", {"code_layer": "pool2", "decoder_filters": [4]})
+    decoder = reconstruction.build_decoder(tiny_encoder(), options)
+    assert decoder.input_shape == (None, 4, 4, 8)
+    assert decoder.output_shape == (None, 16, 16, 1)
+    with pytest.raises(ValueError, match="build it with build_decoder"):
+        reconstruction.decoder_from_shapes((4, 4, 8), (16, 16, 1), {**options, "decoder": "mirror"})
 
 
 # --- corruptions ----------------------------------------------------------------------
@@ -301,6 +429,25 @@ def test_check_study_rejects_unsound_decoder_options(method, options, reason):
 def test_check_study_rejects_bad_corruption_options(method, options, reason):
     with pytest.raises(StudyError, match=reason):
         load_study(TINY, _with_pretext(method, options))
+
+
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        ({"code_layer": "conv9"}, "code_layer 'conv9' is not a layer of the encoder; choose one of conv1, "),
+        ({"decoder": "mirror"}, "decoder mirror needs a feature map as its code.*pool2$"),
+        ({"code_layer": ""}, "code_layer must be the name of an encoder layer"),
+        ({"code_layer": 4}, "code_layer must be the name of an encoder layer, or null, got 4"),
+    ],
+)
+def test_check_study_rejects_a_code_layer_that_does_not_fit_the_encoder(options, reason):
+    with pytest.raises(StudyError, match=f"^pretext.recon.options: {reason}"):
+        load_study(TINY, _with_pretext("autoencoder", options))
+
+
+def test_check_study_accepts_a_mirror_decoder_on_a_feature_map():
+    study = load_study(TINY, _with_pretext("autoencoder", {"decoder": "mirror", "code_layer": "pool2"}))
+    assert study["pretext"]["recon"]["options"]["code_layer"] == "pool2"
 
 
 def test_check_study_rejects_a_code_as_wide_as_the_image():

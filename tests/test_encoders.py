@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from selfsup import downstream
 from selfsup.downstream import apply_protocol
 from selfsup.encoders import (
     ENCODERS,
@@ -210,3 +211,56 @@ def test_resnet_protocols():
     trainable = [layer.name for layer in encoder.layers if layer.trainable]
     # The last layer with weights is the last block's second BN; after it only weightless layers.
     assert trainable == ["stage3_block1_bn2", "stage3_block1_add", "stage3_block1_relu", "pool", "flatten"]
+
+
+def network_1():
+    """Study F's network 1, written literally from the protocol text."""
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(16, 3, activation="relu", padding="valid"),
+            keras.layers.Conv2D(32, 3, activation="relu", padding="valid"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, 3, activation="relu", padding="valid"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(128, 3, activation="relu", padding="valid"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(100, activation="softmax"),
+        ]
+    )
+
+
+def test_cifar100_semisupervised_is_study_f_network_1_without_its_dense_layer():
+    encoder = build_encoder("cifar100_semisupervised", (32, 32, 3))
+    assert encoder_options("cifar100_semisupervised") == {}
+    names = [layer.name for layer in encoder.layers[1:]]
+    assert names == ["conv1", "conv2", "pool1", "conv3", "pool2", "conv4", "pool3", "flatten"]
+    for layer in conv_layers(encoder):
+        assert layer.padding == "valid" and layer.kernel_size == (3, 3) and layer.strides == (1, 1)
+        assert layer.activation.__name__ == "relu"
+    assert [layer.filters for layer in conv_layers(encoder)] == [16, 32, 64, 128]
+    # 32 -> 30 -> 28 -> 14 -> 12 -> 6 -> 4 -> 2.
+    assert encoder.get_layer("conv4").output.shape == (None, 4, 4, 128)
+    assert encoder.output_shape == (None, 2 * 2 * 128)
+
+    classifier = downstream.build_classifier(encoder, 100, "supervised")
+    reference = network_1()
+    # The classifier nests the encoder: its layers' outputs, then the head's.
+    shapes = [layer.output.shape for layer in encoder.layers[1:]]
+    shapes += [layer.output.shape for layer in classifier.layers[2:]]
+    assert shapes == [layer.output.shape for layer in reference.layers]
+    assert classifier.count_params() == reference.count_params() == 148_740
+    # Conv biases and kernels, then Dense(512 -> 100).
+    assert reference.count_params() == (
+        conv_params(3, 3, 16) + conv_params(3, 16, 32) + conv_params(3, 32, 64) + conv_params(3, 64, 128)
+    ) + (512 * 100 + 100)
+
+
+def test_cifar100_semisupervised_names_the_smallest_image_it_takes():
+    # 24 -> 22 -> 20 -> 10 -> 8 -> 4 -> 2 -> 1; at 23 pool3 gets a 1x1 map and leaves nothing.
+    with pytest.raises(ValueError, match="23x23 images are too small .* at least 24x24"):
+        build_encoder("cifar100_semisupervised", (23, 23, 3))
+    with pytest.raises(ValueError, match="at least 24x24"):
+        build_encoder("cifar100_semisupervised", (32, 20, 3))
+    assert build_encoder("cifar100_semisupervised", (24, 24, 1)).output_shape == (None, 128)

@@ -36,7 +36,7 @@ def test_train_downstream_learns_a_learnable_task(tmp_path):
     split = make_split(data.y_train, len(data.y_test), [64, 256], [0, 64], None, seed=3)
     split_path = tmp_path / "split.h5"
     artifacts.write_split(split_path, split, {})
-    metrics, history = pipeline.train_downstream(
+    metrics, history, _ = pipeline.train_downstream(
         data_path=data_path,
         split_path=split_path,
         encoder_path=None,
@@ -72,9 +72,12 @@ def test_train_pretext_of_a_two_view_method_reports_knn_and_collapse_monitors(tm
         "augmentation": {"horizontal_flip": True, "shift": 0.1},
         "knn_monitor": {"every": 2, "k": 20, "temperature": 0.1},
     }
+    pool_path = tmp_path / "pool.h5"
+    artifacts.write_pool(pool_path, split.unlabeled, "train", {})
     history = pipeline.train_pretext(
         data_path=data_path,
         split_path=split_path,
+        pool_path=pool_path,
         pseudo_path=None,
         settings=settings,
         encoder_spec=copy.deepcopy(TINY_ENCODER),

@@ -21,8 +21,9 @@ def write_runs(folder, runs):
     return paths
 
 
-def run(method, protocol, n_labels, seed, test, train=1.0):
+def run(method, protocol, n_labels, seed, test, train=1.0, pool=None):
     return {
+        "pool": pool or ("none" if method == "none" else "all"),
         "method": method,
         "protocol": protocol,
         "budget": n_labels,
@@ -88,12 +89,35 @@ def test_to_markdown(runs):
     header = lines[2]
     assert "classifier" in header and "100 labels" in header and "1000 labels" in header
     assert header.index("100 labels") < header.index("1000 labels")
-    rows = {line.split("|")[1].strip(): line for line in lines[4:]}
+    test_block, train_block = markdown.split("\nTrain accuracy (%)")
+    rows = {line.split("|")[1].strip(): line for line in test_block.splitlines()[4:] if line}
     assert set(rows) == {"rotation + linear", "supervised"}
     assert "60.00 ± 14.14" in rows["rotation + linear"]
     assert "85.00 ± 0.00" in rows["rotation + linear"]
     assert "40.00 ± 0.00" in rows["supervised"]
     assert "80.00 ± 0.00" in rows["supervised"]
+    train_rows = {line.split("|")[1].strip(): line for line in train_block.splitlines()[4:] if line}
+    assert "85.00 ± 7.07" in train_rows["rotation + linear"]  # train 0.9 and 0.8 at 100 labels
+    assert "100.00 ± 0.00" in train_rows["supervised"]
+
+
+def test_runs_on_another_pool_are_rows_of_their_own(tmp_path):
+    runs = tables.collect(
+        write_runs(
+            tmp_path,
+            [
+                run("none", "self_training", 100, 1, 0.5, pool="all"),
+                run("none", "self_training", 100, 1, 0.6, pool="inliers"),
+                run("none", "supervised", 100, 1, 0.4),
+            ],
+        )
+    )
+    markdown = tables.to_markdown(tables.summarize(runs))
+    rows = {
+        line.split("|")[1].strip(): line for line in markdown.split("\nTrain")[0].splitlines()[4:] if line
+    }
+    assert set(rows) == {"self_training", "self_training (inliers)", "supervised"}
+    assert "60.00" in rows["self_training (inliers)"] and "50.00" in rows["self_training"]
 
 
 def assert_image(path, magic):
@@ -122,6 +146,7 @@ def test_class_probabilities_figure(tmp_path):
         {
             "method": ["none", "rotation"],
             "protocol": ["supervised", "linear"],
+            "pool": ["none", "all"],
             "n_labels": [100, 100],
             "probabilities": [np.array([0.7, 0.2, 0.1]), np.array([0.1, 0.1, 0.8])],
         }

@@ -588,3 +588,82 @@ def test_two_view_bad_input_names_the_key(study, method, changes, monitor, messa
     study["split"]["monitor"] = monitor
     with pytest.raises(StudyError, match=message):
         check_study(study)
+
+
+# --- pools, outlier filtering, self-training, the joint model ------------------------
+
+
+def test_pools_and_semi_supervised_sections_get_defaults(study):
+    study["downstream"]["protocols"] += ["self_training", "joint"]
+    study["pools"] = ["all", "inliers"]
+    checked = check_study(study)
+    assert checked["outliers"]["options"] == {"nu": 0.9, "tolerance": 0.025, "patience": 3, "l2": 0.01}
+    assert checked["joint"]["reconstruction_weight"] == 1.0
+
+
+def _semi_supervised(study):
+    study["downstream"]["protocols"] += ["self_training", "joint"]
+    study["joint"] = {"code_layer": "pool2"}
+    return study
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda s: s.update(pools=["all", "typical"]),
+            r"pools: no stage produces a pool named 'typical'; allowed: all .*inliers",
+        ),
+        (lambda s: s["outliers"].update(options={"nu": 0.0}), r"outliers\.options\.nu: must lie in \(0, 1\)"),
+        (lambda s: s["outliers"].update(options={"nu": 1.0}), r"outliers\.options\.nu: must lie in \(0, 1\)"),
+        (lambda s: s["outliers"].update(options={"nu": 1.5}), r"outliers\.options\.nu: must lie in \(0, 1\)"),
+        (
+            lambda s: s["outliers"].update(options={"radius": 1}),
+            r"outliers\.options: unknown option\(s\) radius; allowed: l2, nu",
+        ),
+        (
+            lambda s: s["outliers"].update(method="isolation"),
+            r"outliers\.method: unknown outlier method 'isolation'; choose one of one_class_network",
+        ),
+        (
+            lambda s: s["self_training"].update(rounds=0),
+            r"self_training\.rounds: 0 rounds; allowed: an integer of at least 1",
+        ),
+        (
+            lambda s: s["self_training"].update(threshold=0.0),
+            r"self_training\.threshold: 0\.0; allowed: a top probability in \(0, 1\]",
+        ),
+        (
+            lambda s: s["self_training"].update(threshold=1.2),
+            r"self_training\.threshold: 1\.2; allowed: a top probability in \(0, 1\]",
+        ),
+        (lambda s: s["joint"].update(reconstruction_weight=0.0), r"joint: reconstruction_weight"),
+        (lambda s: s["joint"].update(code_layer="conv9"), r"joint: .*conv9"),
+        (lambda s: s["joint"].update(lr=1), r"joint: unknown option\(s\) lr"),
+    ],
+)
+def test_bad_semi_supervised_settings_name_the_key_and_the_allowed_values(study, edit, message):
+    edit(_semi_supervised(study))
+    with pytest.raises(StudyError, match=message):
+        check_study(study)
+
+
+def test_a_threshold_of_one_is_allowed(study):
+    _semi_supervised(study)["self_training"]["threshold"] = 1.0
+    check_study(study)
+
+
+def test_inliers_pool_without_any_reader(study):
+    study["pretext"] = {}
+    study["downstream"]["protocols"] = ["supervised"]
+    study["pools"] = ["all", "inliers"]
+    with pytest.raises(StudyError, match=r"pools: .* but nothing reads a pool"):
+        check_study(study)
+
+
+def test_self_training_from_pretext_needs_a_pretext_method(study):
+    study["pretext"] = {}
+    study["downstream"]["protocols"] = ["supervised", "self_training"]
+    study["self_training"]["from_pretext"] = True
+    with pytest.raises(StudyError, match=r"self_training\.from_pretext: there is no pretext method"):
+        check_study(study)

@@ -6,6 +6,7 @@ Images stay uint8 (N, H, W, C) everywhere but inside a training batch: scaling t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,32 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+@dataclass
+class Foreign:
+    """Training images of another source appended after a dataset's own (a contaminated
+    dataset), labeled -1: `source_index` says which training images of `source` they are,
+    drawn with `seed` so that they make up `fraction` of the training images."""
+
+    images: np.ndarray
+    source_index: np.ndarray
+    source: str
+    fraction: float
+    seed: int = 0
+
+
+FOREIGN_LABEL = -1  # the label of foreign training images in a prepared file
+
+
+def foreign_count(fraction: float, n_genuine: int, *, up: bool = False) -> int:
+    """Foreign images that make up `fraction` of a set beside `n_genuine` genuine ones:
+    fraction / (1 - fraction) * n_genuine, rounded to nearest (or up, with `up`)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"dataset.contamination.fraction must lie in (0, 1), got {fraction}")
+    exact = fraction / (1 - fraction) * n_genuine
+    # A hair of tolerance so that 0.1 / 0.9 * 9 = 1.0000000000000002 stays 1.
+    return math.ceil(exact - 1e-9) if up else round(exact)
 
 
 def scale(images: np.ndarray) -> np.ndarray:

@@ -49,6 +49,7 @@ def batches(
     labels: np.ndarray | None = None,
     *,
     batch_size: int,
+    weights: np.ndarray | None = None,
     normalization: Normalization | None = None,
     shuffle_seed: int | None = None,
     augment: Callable | None = None,
@@ -61,6 +62,8 @@ def batches(
         images: uint8 (N, H, W, C), an array or an `artifacts.ImageFile`.
         positions: which images, in order; one example per entry (repeats allowed).
         labels: one int label per position, or None for unlabeled batches.
+        weights: one float per position, making batches (x, y, weight) for Keras'
+            per-example loss weights (self-training weighs pseudo-labels by certainty).
         shuffle_seed: reshuffle every epoch, reproducibly from this seed; None keeps order.
         augment: a callable on float batches (Keras preprocessing layers), before `transform`.
         transform: `(x, y, seed) -> batch` of a pretext method (seed: a stateless [2] seed
@@ -74,23 +77,29 @@ def batches(
     image_shape = tuple(images.shape[1:])
     normalization = normalization or Normalization()
 
+    weighted = weights is not None
+    weights = np.asarray(weights if weighted else np.ones(len(positions)), np.float32)
+
     def load(order):
-        return _gather(images, positions[order]), labels[order]
+        return _gather(images, positions[order]), labels[order], weights[order]
 
     def read(order):
-        x, y = tf.numpy_function(load, [order], (tf.uint8, tf.int32), stateful=False)
+        x, y, w = tf.numpy_function(load, [order], (tf.uint8, tf.int32, tf.float32), stateful=False)
         x.set_shape((None, *image_shape))
         y.set_shape((None,))
+        w.set_shape((None,))
         x = normalization.apply(tf.cast(x, tf.float32) / 255.0)
-        return x, y
+        return (x, y, w) if weighted else (x, y)
 
     order = tf.data.Dataset.range(len(positions))
     if shuffle_seed is not None:
         order = order.shuffle(len(positions), seed=shuffle_seed, reshuffle_each_iteration=True)
     data = order.batch(batch_size).map(read)
     if augment is not None:
-        data = data.map(lambda x, y: (augment(x, training=True), y))
+        data = data.map(lambda x, *rest: (augment(x, training=True), *rest))
     if transform is not None:
+        if weighted:
+            raise ValueError("pretext transforms take no example weights")
         seeds = tf.data.Dataset.random(seed=transform_seed, rerandomize_each_iteration=True)
         data = tf.data.Dataset.zip(data, seeds).map(
             lambda xy, s: transform(xy[0], xy[1], tf.stack([s, tf.constant(transform_seed, tf.int64)]))

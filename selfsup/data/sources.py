@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from selfsup.data import archives, formats
-from selfsup.data.dataset import DataError, Dataset
+from selfsup.data.dataset import DataError, Dataset, Foreign, foreign_count
 from selfsup.data.generated import load_digits, make_synthetic
 from selfsup.data.idx import read_idx_folder
 
@@ -343,11 +345,44 @@ def load_dataset(
     return dataset
 
 
-def prepare(name: str, folder, options: dict, path, meta: dict) -> None:
+def foreign_images(contamination: dict, dataset: Dataset, work_dir=None) -> Foreign:
+    """Training images of the source `contamination["source"]` (its default options, read
+    from `contamination["folder"]`) to mix into `dataset`: as many as make up
+    `fraction` of its training images (rounded up), a random choice drawn with `seed`."""
+    name, fraction = contamination["source"], contamination["fraction"]
+    seed = contamination.get("seed", 0)
+    try:
+        source = load_dataset(name, contamination.get("folder"), work_dir)
+    except DataError as error:  # its messages name dataset.data_dir: say whose files these are
+        raise DataError(
+            f"dataset.contamination.source {name}: {error} (for the foreign source, read "
+            "dataset.contamination.data_dir)"
+        ) from None
+    if source.image_shape != dataset.image_shape:
+        raise DataError(
+            f"dataset.contamination: {name} images are {source.image_shape}, the dataset's "
+            f"{dataset.image_shape}; foreign images must have the dataset's shape"
+        )
+    wanted = foreign_count(fraction, len(dataset.x_train), up=True)
+    available = len(source.x_train)
+    if wanted > available:
+        raise DataError(
+            f"dataset.contamination: fraction {fraction} of {len(dataset.x_train)} training "
+            f"images needs {wanted} foreign images; {name} has {available} training images"
+        )
+    index = np.sort(np.random.default_rng(seed).choice(available, wanted, replace=False))
+    # Only the chosen images are copied out of the (possibly memmapped) source.
+    images = np.asarray(source.x_train[index], np.uint8)
+    return Foreign(images, index.astype(np.int64), name, float(fraction), int(seed))
+
+
+def prepare(name: str, folder, options: dict, path, meta: dict, contamination: dict | None = None) -> None:
     """Load source `name` and write it to `path` (selfsup.artifacts' dataset layout).
 
     Archives are extracted into a temporary folder beside `path` (the data folder may be
     read-only, and /tmp too small for STL-10), removed once the images are copied out.
+    `contamination` ({source, fraction, seed, folder}): append foreign training images
+    of another source after the training images, labeled -1 (see `foreign_images`).
     """
     from selfsup import artifacts
 
@@ -359,7 +394,15 @@ def prepare(name: str, folder, options: dict, path, meta: dict) -> None:
             f"{None if dataset.x_unlabeled is None else dataset.x_unlabeled.shape}",
             flush=True,
         )
-        artifacts.write_dataset(path, dataset, meta)
+        foreign = None
+        if contamination:
+            foreign = foreign_images(contamination, dataset, Path(work_dir) / "foreign")
+            print(
+                f"contamination: {len(foreign.images)} {foreign.source} training images appended "
+                f"(fraction {foreign.fraction}, seed {foreign.seed})",
+                flush=True,
+            )
+        artifacts.write_dataset(path, dataset, meta, foreign=foreign)
 
 
 def download(name: str, dest: str | Path, origin: str | None = None) -> list[Path]:

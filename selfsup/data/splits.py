@@ -3,6 +3,11 @@
 Pools are indices. `labeled` and `test` index the training and test images; `unlabeled`
 indexes the training images, or the dataset's own unlabeled images (STL-10) when
 `unlabeled_part` is "unlabeled".
+
+A contaminated dataset (dataset.contamination) holds foreign images after its own
+training images. They only ever join the unlabeled pool, as the configured share of it,
+and `Split.foreign` says which pool entries they are; ranges, budgets, the monitor slice,
+the test set and normalization statistics see the genuine images only.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from selfsup.data.dataset import foreign_count
 from selfsup.data.normalization import Normalization
 
 OWN_UNLABELED = "own"  # split.unlabeled value: the dataset's own unlabeled images
@@ -23,7 +29,9 @@ class Split:
     `budget_order` is the labeled pool reordered so that every prefix is a
     class-stratified subset: the budget of n labels is `budget_order[:n]`.
     `monitor` is a labeled slice held out from every budget, on which pretext runs
-    report their kNN accuracy (selfsup.monitor).
+    report their kNN accuracy (selfsup.monitor). `foreign`: the entries of `unlabeled`
+    that are foreign images of a contaminated dataset (indices into the training
+    images, sorted), empty when none.
     """
 
     labeled: np.ndarray
@@ -33,6 +41,7 @@ class Split:
     unlabeled_part: str = "train"  # which images `unlabeled` indexes: train | unlabeled
     normalization: Normalization = field(default_factory=Normalization)
     monitor: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    foreign: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def budget(self, n: int | str) -> np.ndarray:
         if n == "all":
@@ -49,6 +58,24 @@ def index_range(bounds: list[int] | None, size: int, what: str) -> np.ndarray:
     if not 0 <= start < stop <= size:
         raise ValueError(f"split.{what} = [{start}, {stop}) must lie within [0, {size})")
     return np.arange(start, stop, dtype=np.int64)
+
+
+def contaminate(pool: np.ndarray, foreign: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Foreign images (sorted, from `foreign`) to add to unlabeled `pool` so that they make
+    up `fraction` of it, drawn reproducibly per replicate `seed`."""
+    wanted = foreign_count(fraction, len(pool))
+    if wanted > len(foreign):
+        raise ValueError(
+            f"dataset.contamination: a pool of {len(pool)} images at fraction {fraction} needs "
+            f"{wanted} foreign images; the prepared dataset holds {len(foreign)}"
+        )
+    if wanted == 0:
+        raise ValueError(
+            f"dataset.contamination: fraction {fraction} of a pool of {len(pool)} images is no "
+            "foreign image; raise the fraction or the pool"
+        )
+    rng = np.random.default_rng([seed, 0x5E1F])  # not the stream stratified_order draws
+    return np.sort(rng.choice(np.asarray(foreign, np.int64), wanted, replace=False))
 
 
 def fraction_split(size: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,6 +126,8 @@ def make_split(
     n_own_unlabeled: int = 0,
     normalization: Normalization | None = None,
     monitor: int = 0,
+    foreign: np.ndarray | None = None,
+    foreign_fraction: float = 0.0,
 ) -> Split:
     """The pools of one replicate `seed`, and its budget order.
 
@@ -112,8 +141,17 @@ def make_split(
     image. `monitor` labeled images, the tail of the budget order, are held out from
     every budget for the pretext kNN monitor; budgets smaller than the rest stay the
     same images whatever `monitor` is.
+
+    foreign: indices of the foreign training images of a contaminated dataset, which
+    must follow all genuine ones (labels -1 in `y_train`); ranges index the genuine
+    images only. With `foreign_fraction`, foreign images drawn per `seed` join the
+    unlabeled pool as that share of it (`Split.foreign`); they join no other pool.
     """
-    n_train = len(y_train)
+    foreign = np.zeros(0, np.int64) if foreign is None else np.asarray(foreign, np.int64)
+    n_train = len(y_train) - len(foreign)
+    if not np.array_equal(foreign, np.arange(n_train, len(y_train))):
+        raise ValueError("foreign training images must follow every genuine one")
+    y_train = y_train[:n_train]
     part = "train"
     if labeled_fraction is not None:
         labeled_idx, unlabeled_idx = fraction_split(
@@ -146,6 +184,15 @@ def make_split(
         unlabeled_idx, part = np.arange(n_own_unlabeled, dtype=np.int64), "unlabeled"
     elif unlabeled_idx is None:
         unlabeled_idx = index_range(unlabeled, n_train, "unlabeled")
+    mixed = np.zeros(0, np.int64)
+    if foreign_fraction:
+        if part != "train":
+            raise ValueError(
+                "contamination mixes foreign images into the training-image pool; "
+                "remove split.unlabeled: own or contamination"
+            )
+        mixed = contaminate(unlabeled_idx, foreign, foreign_fraction, seed)
+        unlabeled_idx = np.concatenate([unlabeled_idx, mixed])
     return Split(
         labeled=np.sort(order),
         unlabeled=unlabeled_idx,
@@ -154,6 +201,7 @@ def make_split(
         unlabeled_part=part,
         normalization=normalization or Normalization(),
         monitor=np.sort(held_out),
+        foreign=mixed,
     )
 
 
@@ -161,13 +209,15 @@ def split_dataset(data_path, settings: dict, seed: int) -> Split:
     """The split of replicate `seed` of the prepared dataset at `data_path`.
 
     `settings`: the study's split section plus `normalization` (its kind), whose
-    statistics come from the training images, read in chunks from the file.
+    statistics come from the genuine training images, read in chunks from the file.
+    A contaminated file's foreign images and fraction come from the file itself.
     """
     from selfsup import artifacts
     from selfsup.data import normalization
 
     info = artifacts.read_labels(data_path)
-    images = artifacts.ImageFile(data_path, "train")
+    foreign = info["foreign"]
+    images = artifacts.ImageFile(data_path, "train", stop=info["sizes"]["train"] - len(foreign))
     try:
         stats = normalization.compute(settings.get("normalization", "none"), images)
     finally:
@@ -185,4 +235,6 @@ def split_dataset(data_path, settings: dict, seed: int) -> Split:
         n_own_unlabeled=info["sizes"].get("unlabeled", 0),
         normalization=stats,
         monitor=settings.get("monitor", 0),
+        foreign=foreign,
+        foreign_fraction=(info["contamination"] or {}).get("fraction", 0.0),
     )

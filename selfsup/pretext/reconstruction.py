@@ -21,11 +21,13 @@ from selfsup.pretext.base import PretextMethod
 
 # The loss each decoder output activation goes with.
 OUTPUT_LOSSES = {"sigmoid": "binary_crossentropy", "linear": "mse"}
-DECODERS = ("conv_transpose", "upsampling", "mlp")
+DECODERS = ("conv_transpose", "upsampling", "mlp", "mirror")
 
 OPTIONS = {
     # conv_transpose: Conv2DTranspose stages; upsampling: UpSampling2D + Conv2D stages;
-    # mlp: dense layers straight to the pixels.
+    # mlp: dense layers straight to the pixels (these three start from a Dense layer);
+    # mirror: fully convolutional, the encoder's conv and pooling layers in reverse from
+    # the code back to the image (needs a feature-map code, see code_layer).
     "decoder": "conv_transpose",
     # Conv decoders: one x2 upsampling stage per entry, widest first.
     "decoder_filters": [64, 32],
@@ -34,6 +36,10 @@ OPTIONS = {
     # sigmoid + binary_crossentropy for [0, 1] pixels, or linear + mse.
     "output_activation": "sigmoid",
     "loss": "binary_crossentropy",
+    # The encoder layer whose output the decoder reconstructs from (None: the encoder's
+    # output). Only the layers up to it learn from the reconstruction; e.g. conv4 for a
+    # decoder that mirrors the convs, while a classifier later uses the whole encoder.
+    "code_layer": None,
 }
 
 _PAIRING_REASONS = {
@@ -45,12 +51,19 @@ _PAIRING_REASONS = {
 
 
 def check(options: dict) -> None:
-    """Reject unknown decoders and any output activation / loss pair but the two sound ones."""
+    """Reject unknown decoders and any output activation / loss pair but the two sound ones.
+
+    Whether code_layer names a layer of the encoder, and whether its output suits the
+    decoder, only the encoder can tell: `build` raises those.
+    """
     if options["decoder"] not in DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {options['decoder']!r}")
     for key in ("decoder_filters", "decoder_units"):
         if not all(isinstance(n, int) and n > 0 for n in options[key]):
             raise ValueError(f"{key} must be a list of positive integers, got {options[key]!r}")
+    code_layer = options["code_layer"]
+    if code_layer is not None and not (isinstance(code_layer, str) and code_layer):
+        raise ValueError(f"code_layer must be the name of an encoder layer, or null, got {code_layer!r}")
     activation, loss = options["output_activation"], options["loss"]
     if activation == "relu":
         raise ValueError(
@@ -72,13 +85,112 @@ def check(options: dict) -> None:
 # --- decoder --------------------------------------------------------------------------
 
 
-def build_decoder(feature_shape, image_shape, options: dict) -> keras.Model:
-    """A model named "decoder" from encoder features of `feature_shape` to images of exactly `image_shape`.
+def code_model(encoder: keras.Model, code_layer: str | None) -> keras.Model:
+    """The encoder up to and including `code_layer` (the encoder itself when None).
+
+    It shares the encoder's layers, so training it trains the encoder object the
+    pipeline saves.
+    """
+    if code_layer is None:
+        return encoder
+    try:
+        output = encoder.get_layer(code_layer).output
+    except ValueError:
+        names = [layer.name for layer in encoder.layers[1:]]
+        raise ValueError(
+            f"code_layer {code_layer!r} is not a layer of the encoder; choose one of {', '.join(names)}"
+        ) from None
+    return keras.Model(encoder.input, output, name="encoder")
+
+
+def build_decoder(encoder: keras.Model, options: dict) -> keras.Model:
+    """A model named "decoder" from the code (the output of the encoder's `code_layer`,
+    or of the encoder) to images of exactly the encoder's input shape."""
+    code = code_model(encoder, options["code_layer"])
+    if options["decoder"] == "mirror":
+        return mirror_decoder(encoder, code, options["output_activation"])
+    return decoder_from_shapes(code.output_shape[1:], encoder.input_shape[1:], options)
+
+
+# Layers that keep the shape of a feature map and hold nothing spatial to undo: the
+# mirror decoder passes over them.
+_SHAPE_KEEPING = (layers.Dropout, layers.BatchNormalization, layers.Activation, layers.ReLU)
+
+
+def mirror_decoder(encoder: keras.Model, code: keras.Model, output_activation: str) -> keras.Model:
+    """A fully convolutional decoder (no Dense layer) that walks `code`'s layers back to the image.
+
+    Each MaxPooling2D (pool size p) becomes UpSampling2D(p), each Conv2D (f filters)
+    a ReLU Conv2DTranspose of f filters with its kernel, strides and padding; the mirror
+    of the first conv outputs the image's channels with `output_activation` instead
+    (layer "pixels"). `code` is `encoder` cut at the code layer (code_model).
+
+    Study F's network 1 (cifar100_semisupervised) cut at conv4 on 32x32x3 images gives
+    ConvT(128) 6x6 > Up 12 > ConvT(64) 14 > Up 28 > ConvT(32) 30 > ConvT(3, sigmoid) 32:
+    the reference decoder without its optional extra same-padded 16-filter layer, which
+    has no conv to mirror (it would be a 16-filter conv between conv1 and conv2).
+    """
+    image_shape = tuple(encoder.input_shape[1:])
+    code_shape = tuple(code.output_shape[1:])
+    if len(code_shape) != 3:
+        maps = [layer.name for layer in encoder.layers[1:] if len(layer.output.shape) == 4]
+        raise ValueError(
+            f"decoder mirror needs a feature map as its code, but the code ({code.layers[-1].name}) is "
+            f"flat, of shape {code_shape}; set code_layer to one of the encoder's conv or pooling "
+            f"layers: {', '.join(maps)}"
+        )
+    convs = [layer for layer in code.layers if isinstance(layer, layers.Conv2D)]
+    if not convs:
+        raise ValueError(
+            "decoder mirror needs a Conv2D layer up to the code layer, to mirror into the pixels"
+        )
+    inputs = keras.Input(code_shape, name="code")
+    x = inputs
+    for layer in reversed(code.layers[1:]):
+        if isinstance(layer, _SHAPE_KEEPING):
+            continue
+        if isinstance(layer, layers.MaxPooling2D):
+            x = layers.UpSampling2D(layer.pool_size, name=f"mirror_{layer.name}")(x)
+        elif isinstance(layer, layers.Conv2D):
+            first = layer is convs[0]
+            x = layers.Conv2DTranspose(
+                image_shape[-1] if first else layer.filters,
+                layer.kernel_size,
+                strides=layer.strides,
+                padding=layer.padding,
+                activation=output_activation if first else "relu",
+                name="pixels" if first else f"mirror_{layer.name}",
+            )(x)
+        else:
+            raise ValueError(
+                f"decoder mirror mirrors Conv2D and MaxPooling2D layers only; the encoder's layer "
+                f"{layer.name!r} ({type(layer).__name__}) has no mirror; use decoder conv_transpose or "
+                "upsampling, or a code_layer before it"
+            )
+        # Each mirror must restore its layer's input size, or the image comes out the wrong size.
+        wanted = tuple(layer.input.shape[1:3])
+        if tuple(x.shape[1:3]) != wanted:
+            raise ValueError(
+                f"decoder mirror: the mirror of {layer.name} turns {tuple(layer.output.shape[1:3])} back "
+                f"into {tuple(x.shape[1:3])}, not its input size {wanted} (pooling or strides dropped "
+                f"rows or columns), so {image_shape[0]}x{image_shape[1]} images cannot be rebuilt "
+                "exactly; use an image size where no layer drops any, or decoder conv_transpose or upsampling"
+            )
+    if tuple(x.shape[1:]) != image_shape:
+        raise ValueError(f"decoder mirror outputs {tuple(x.shape[1:])}, not the image shape {image_shape}")
+    return keras.Model(inputs, x, name="decoder")
+
+
+def decoder_from_shapes(feature_shape, image_shape, options: dict) -> keras.Model:
+    """A conv_transpose, upsampling or mlp decoder from features of `feature_shape` to
+    images of exactly `image_shape`: these start from a Dense layer, so only the shapes matter.
 
     Conv decoders start from a grid of ceil(size / 2**stages) and double it per stage,
     so they may overshoot sizes that are not multiples of 2**stages (28 with three
     stages gives 32); a center crop then trims to the exact size.
     """
+    if options["decoder"] == "mirror":
+        raise ValueError("decoder mirror mirrors the encoder's layers: build it with build_decoder")
     height, width, channels = (int(n) for n in image_shape)
     activation = options["output_activation"]
     inputs = keras.Input(tuple(feature_shape), name="features")
@@ -114,11 +226,11 @@ def build_decoder(feature_shape, image_shape, options: dict) -> keras.Model:
 
 
 def build(encoder: keras.Model, options: dict, name: str) -> keras.Model:
-    """Image -> encoder -> decoder -> image of the same shape."""
+    """Image -> encoder (up to code_layer) -> decoder -> image of the same shape."""
+    code = code_model(encoder, options["code_layer"])
+    decoder = build_decoder(encoder, options)
     inputs = keras.Input(encoder.input_shape[1:], name="image")
-    features = encoder(inputs)
-    decoder = build_decoder(features.shape[1:], encoder.input_shape[1:], options)
-    return keras.Model(inputs, decoder(features), name=name)
+    return keras.Model(inputs, decoder(code(inputs)), name=name)
 
 
 def compile_args(options: dict) -> dict:

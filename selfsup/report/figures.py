@@ -22,7 +22,7 @@ def _save(fig, *paths) -> None:
 def accuracy_vs_labels(summary: pd.DataFrame, title: str, *paths) -> None:
     """Test accuracy against the number of labels, one line per classifier, std as error bars."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for (method, protocol), rows in summary.groupby(["method", "protocol"], sort=True):
+    for (method, protocol, pool), rows in summary.groupby(["method", "protocol", "pool"], sort=True):
         rows = rows.sort_values("n_labels")
         baseline = method == "none"
         ax.errorbar(
@@ -32,7 +32,7 @@ def accuracy_vs_labels(summary: pd.DataFrame, title: str, *paths) -> None:
             marker="s" if baseline else "o",
             linestyle="--" if baseline else "-",
             capsize=3,
-            label=label(method, protocol),
+            label=label(method, protocol, pool),
         )
     ax.set_xscale("log")
     budgets = sorted(summary.n_labels.unique())
@@ -60,7 +60,7 @@ def class_probabilities(image: np.ndarray, true_class: str, runs: pd.DataFrame, 
             positions + (i - (len(runs) - 1) / 2) * width,
             run.probabilities,
             width,
-            label=f"{label(run.method, run.protocol)} ({run.n_labels} labels)",
+            label=f"{label(run.method, run.protocol, run.pool)} ({run.n_labels} labels)",
         )
     ax_bars.set_xticks(positions, class_names, rotation=30, ha="right")
     ax_bars.set_ylabel("predicted probability")
@@ -88,6 +88,33 @@ def pretext_examples(examples: dict[str, np.ndarray], title: str, path) -> None:
     _save(fig, path)
 
 
+def self_training_rounds(runs: pd.DataFrame, title: str, *paths) -> None:
+    """Per teacher round: pseudo-labels accepted, and the share of them that is right
+    against the hidden true labels (diagnosis only: training never sees those labels).
+    One line per self-training run kind (pool, start, budget), mean over seeds."""
+    fig, (ax_count, ax_right) = plt.subplots(1, 2, figsize=(10, 4))
+    for (pool, method, n_labels), group in runs.groupby(["pool", "method", "n_labels"], sort=True):
+        rounds = pd.DataFrame([r for run_rounds in group.rounds for r in run_rounds])
+        if rounds.empty:
+            continue
+        per_round = rounds.groupby("round").agg(accepted=("accepted", "mean"), correct=("correct", "mean"))
+        name = f"{label(method, 'self_training', pool)}, {n_labels:,} labels"
+        ax_count.plot(per_round.index, per_round.accepted, marker="o", label=name)
+        if per_round.correct.notna().all():
+            share = 100 * per_round.correct / per_round.accepted.clip(lower=1)
+            ax_right.plot(per_round.index, share, marker="o", label=name)
+    ax_count.set_xlabel("round")
+    ax_count.set_ylabel("pseudo-labels accepted")
+    ax_right.set_xlabel("round")
+    ax_right.set_ylabel("accepted pseudo-labels that are right (%)")
+    for ax in (ax_count, ax_right):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    ax_count.legend(fontsize="small")
+    fig.suptitle(f"{title}: self-training rounds (mean over seeds)")
+    _save(fig, *paths)
+
+
 def knn_curves(histories: dict[tuple[str, int], pd.DataFrame], title: str, path) -> None:
     """kNN accuracy against pretext epoch: one colour per pretext run, one line per seed."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -111,3 +138,54 @@ def knn_curves(histories: dict[tuple[str, int], pd.DataFrame], title: str, path)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     _save(fig, path)
+
+
+def outlier_scores(
+    scores: np.ndarray,
+    threshold: float,
+    typical: np.ndarray,
+    typical_scores: np.ndarray,
+    atypical: np.ndarray,
+    atypical_scores: np.ndarray,
+    title: str,
+    *paths,
+) -> None:
+    """Histogram of the one-class scores of the pool with the threshold r, then a row of
+    the most typical images (highest scores) and a row of the least typical (lowest).
+    `typical`, `atypical`: float images in [0, 1] (N, H, W, C), C 1 or 3."""
+    scores = np.asarray(scores, dtype=float)
+    removed = int((scores < threshold).sum())
+    columns = max(len(typical), len(atypical), 1)
+    fig = plt.figure(figsize=(max(6.4, 1.2 * columns + 1.5), 6.4))
+    grid = fig.add_gridspec(3, columns, height_ratios=[2.2, 1, 1])
+    ax = fig.add_subplot(grid[0, :])
+    ax.hist(scores, bins=50, color="tab:blue", alpha=0.8)
+    ax.axvline(
+        threshold,
+        color="tab:red",
+        linestyle="--",
+        label=(
+            f"threshold r = {threshold:.3f}, {removed} of {len(scores)} removed "
+            f"({100 * removed / max(len(scores), 1):.1f}%)"
+        ),
+    )
+    ax.set_xlabel("one-class score (higher = more typical)")
+    ax.set_ylabel("pool images")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    for row, (name, images, image_scores) in enumerate(
+        [("most typical", typical, typical_scores), ("least typical", atypical, atypical_scores)], start=1
+    ):
+        for col in range(columns):
+            ax = fig.add_subplot(grid[row, col])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col < len(images):
+                image = np.clip(images[col], 0, 1)
+                ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
+                ax.set_title(f"{image_scores[col]:.3f}", fontsize="small")
+            else:
+                ax.axis("off")
+            if col == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center")
+    _save(fig, *paths)

@@ -18,12 +18,12 @@ def collect(metrics_paths) -> pd.DataFrame:
     if not rows:
         raise ValueError("no downstream runs to tabulate")
     frame = pd.DataFrame(rows)
-    return frame.sort_values(["method", "protocol", "n_labels", "seed"]).reset_index(drop=True)
+    return frame.sort_values(["method", "protocol", "pool", "n_labels", "seed"]).reset_index(drop=True)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and (sample) std of test and train accuracy over seeds, per method/protocol/budget."""
-    grouped = runs.groupby(["method", "protocol", "budget", "n_labels"], sort=False)
+    """Mean and (sample) std of test and train accuracy over seeds, per pool/method/protocol/budget."""
+    grouped = runs.groupby(["pool", "method", "protocol", "budget", "n_labels"], sort=False)
     summary = grouped.agg(
         test_mean=("test_accuracy", "mean"),
         test_std=("test_accuracy", "std"),
@@ -33,24 +33,33 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
     # One seed has no spread; report 0 rather than NaN so tables and error bars stay readable.
     summary[["test_std", "train_std"]] = summary[["test_std", "train_std"]].fillna(0.0)
-    return summary.sort_values(["n_labels", "method", "protocol"]).reset_index(drop=True)
+    return summary.sort_values(["n_labels", "method", "protocol", "pool"]).reset_index(drop=True)
 
 
-def label(method: str, protocol: str) -> str:
-    """How a compared classifier is named in tables and legends."""
-    return protocol if method == "none" else f"{method} + {protocol}"
+def label(method: str, protocol: str, pool: str = "none") -> str:
+    """How a compared classifier is named in tables and legends; the pool of unlabeled
+    images is named when it is not the default one."""
+    name = protocol if method == "none" else f"{method} + {protocol}"
+    return name if pool in ("none", "all") else f"{name} ({pool})"
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
-    """Test accuracy (%) as mean ± std over seeds: classifiers as rows, label budgets as columns."""
-    cells = summary.assign(
-        classifier=[label(m, p) for m, p in zip(summary.method, summary.protocol, strict=True)],
-        cell=[
-            f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(summary.test_mean, summary.test_std, strict=True)
-        ],
-    )
-    wide = cells.pivot(index="classifier", columns="n_labels", values="cell")
-    wide.columns = [f"{n} labels" for n in wide.columns]
+    """Test, then train accuracy (%) as mean ± std over seeds: classifiers as rows, label
+    budgets as columns. Train accuracy is on the labeled images a classifier trained on,
+    so the gap between the two shows overfitting."""
     seeds = sorted(set(summary.seeds))
-    note = f"Test accuracy (%), mean ± std over {'/'.join(map(str, seeds))} seed(s)."
-    return note + "\n\n" + wide.reset_index().to_markdown(index=False) + "\n"
+    classifiers = [label(*row) for row in zip(summary.method, summary.protocol, summary.pool, strict=True)]
+    blocks = []
+    for part, title in (("test", "Test"), ("train", "Train")):
+        cells = summary.assign(
+            classifier=classifiers,
+            cell=[
+                f"{100 * m:.2f} ± {100 * s:.2f}"
+                for m, s in zip(summary[f"{part}_mean"], summary[f"{part}_std"], strict=True)
+            ],
+        )
+        wide = cells.pivot(index="classifier", columns="n_labels", values="cell")
+        wide.columns = [f"{n} labels" for n in wide.columns]
+        note = f"{title} accuracy (%), mean ± std over {'/'.join(map(str, seeds))} seed(s)."
+        blocks.append(note + "\n\n" + wide.reset_index().to_markdown(index=False) + "\n")
+    return "\n".join(blocks)

@@ -67,7 +67,7 @@ def test_study_e_runs_end_to_end_on_official_stl10_files(tmp_path):
     np.testing.assert_array_equal(np.sort(split.budget(10)), folds[2])
     assert len(split.monitor) == 20 and not set(split.monitor) & set(split.budget("all"))
     for method in METHODS:
-        history = pd.read_csv(results / "encoders" / method / "seed3" / "history.csv")
+        history = pd.read_csv(results / "encoders" / "all" / method / "seed3" / "history.csv")
         assert {"loss", "embedding_std", "knn_accuracy"} <= set(history.columns), method
         assert np.isfinite(history.loss).all() and history.knn_accuracy.notna().all(), method
         assert (results / "figures" / f"pretext_examples_{method}.png").stat().st_size > 1000

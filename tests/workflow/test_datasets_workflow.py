@@ -89,7 +89,7 @@ def test_study_d_runs_end_to_end_on_official_cifar10_files(tmp_path, cifar10_fol
     np.testing.assert_allclose(split.normalization.mean, x_train.mean(axis=0) / 255, atol=1e-6)
     # The step schedule ran: as in the reference, a factor applies once the 0-based
     # epoch index exceeds its boundary (boundaries 1 and 2: epoch index 2 gets 0.1).
-    history = pd.read_csv(results / "encoders" / "rotation" / "seed1" / "history.csv")
+    history = pd.read_csv(results / "encoders" / "all" / "rotation" / "seed1" / "history.csv")
     rates = history.learning_rate.to_numpy()
     np.testing.assert_allclose(rates / rates[0], [1, 1, 0.1], rtol=1e-5)
     log = (workdir / "logs" / "tiny_cifar10_rotation" / "pretext" / "rotation" / "seed1.log").read_text()

@@ -31,7 +31,7 @@ def test_rotnet_mnist_pipeline_on_real_mnist(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     results = workdir / "results" / "rotnet_mnist"
-    attrs = artifacts.read_attrs(results / "encoders/rotation/seed1/encoder.h5")
+    attrs = artifacts.read_attrs(results / "encoders/all/rotation/seed1/encoder.h5")
     # 40,000 rotated digits: chance is 25 %; a working pretext is far above it.
     assert attrs["final_metrics"]["accuracy"] > 0.8
     summary = pd.read_csv(results / "tables" / "accuracy.csv")

@@ -86,9 +86,11 @@ def test_training_jobs_declare_resources_and_tensorflow_follows_threads(tiny_wor
         block = text.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
         assert "threads: 2" in block  # 8 declared, capped by --cores
         assert "gpu=1" in block and "runtime=" in block and "mem_mb=" in block
-    metrics = json.loads((workdir / "results/tiny/runs/rotation/linear/n16/seed1/metrics.json").read_text())
+    metrics = json.loads(
+        (workdir / "results/tiny/runs/all/rotation/linear/n16/seed1/metrics.json").read_text()
+    )
     assert metrics["intra_op_threads"] == metrics["inter_op_threads"] == 2
-    attrs = artifacts.read_attrs(workdir / "results/tiny/encoders/rotation/seed1/encoder.h5")
+    attrs = artifacts.read_attrs(workdir / "results/tiny/encoders/all/rotation/seed1/encoder.h5")
     assert attrs["intra_op_threads"] == 2
 
 
@@ -152,7 +154,7 @@ def test_rerun_after_edit_uses_job_threads(tmp_path, tiny_workflow):
     workdir = tmp_path / "copy"
     subprocess.run(["cp", "-a", str(source), str(workdir)], check=True)
     config = edited(workdir, "downstream_edit.yaml", lambda s: s["downstream"].update(epochs=1))
-    target = "results/tiny/runs/none/supervised/n16/seed1/metrics.json"
+    target = "results/tiny/runs/none/none/supervised/n16/seed1/metrics.json"
     result = snakemake(workdir, config, "--cores", "1", target)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((workdir / target).read_text())
@@ -198,7 +200,7 @@ def test_nan_loss_fails_with_message_and_leaves_no_output(tmp_path):
         study["pretext"]["rotation"]["optimizer"] = {"name": "sgd", "learning_rate": 1.0e30}
 
     config = edited(workdir, "nan.yaml", diverge)
-    encoder = workdir / "results/tiny/encoders/rotation/seed1/encoder.h5"
+    encoder = workdir / "results/tiny/encoders/all/rotation/seed1/encoder.h5"
     result = snakemake(workdir, config, "--cores", "2", str(encoder.relative_to(workdir)))
     assert result.returncode != 0
     log = (workdir / "logs/tiny/pretext/rotation/seed1.log").read_text()
@@ -217,7 +219,7 @@ def test_killed_training_resumes_from_last_epoch(tmp_path):
         study["seeds"] = [1]
 
     config = edited(workdir, "slow.yaml", slow)
-    encoder = "results/tiny/encoders/rotation/seed1/encoder.h5"
+    encoder = "results/tiny/encoders/all/rotation/seed1/encoder.h5"
     command = [
         SNAKEMAKE,
         "-s",
@@ -237,7 +239,9 @@ def test_killed_training_resumes_from_last_epoch(tmp_path):
         time.sleep(0.5)
         progress = [
             line
-            for history in (workdir / "results/tiny/encoders/rotation/seed1").glob(".resume-*/history.csv")
+            for history in (workdir / "results/tiny/encoders/all/rotation/seed1").glob(
+                ".resume-*/history.csv"
+            )
             for line in history.read_text().splitlines()[1:]
         ]
         assert process.poll() is None, "the run ended before it could be interrupted"
@@ -252,9 +256,9 @@ def test_killed_training_resumes_from_last_epoch(tmp_path):
     assert "resuming after epoch" in log
     attrs = artifacts.read_attrs(workdir / encoder)
     assert attrs["resumed_from_epoch"] >= 3
-    history = pd.read_csv(workdir / "results/tiny/encoders/rotation/seed1/history.csv")
+    history = pd.read_csv(workdir / "results/tiny/encoders/all/rotation/seed1/history.csv")
     assert list(history.epoch) == list(range(12))
-    assert not list((workdir / "results/tiny/encoders/rotation/seed1").glob(".resume-*"))
+    assert not list((workdir / "results/tiny/encoders/all/rotation/seed1").glob(".resume-*"))
 
 
 def test_snakemake_report_holds_tables_and_figures(tiny_workflow, tmp_path):

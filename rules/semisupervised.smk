@@ -1,0 +1,155 @@
+# Outlier filtering (the inliers pool), self-training rounds and the joint model.
+
+
+rule outliers:
+    input:
+        unpack(stage_inputs),
+        pool=pool_file("all", "{seed}"),
+    output:
+        scores=f"{RESULTS}/outliers/seed{{seed}}/scores.h5",
+        history=f"{RESULTS}/outliers/seed{{seed}}/history.csv",
+        pool=f"{RESULTS}/pools/inliers/seed{{seed}}.h5",
+    log:
+        f"logs/{STUDY['study']}/outliers/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/outliers/seed{{seed}}.tsv"
+    conda:
+        "../envs/selfsup.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+        runtime=120,
+        mem_mb=8000,
+    params:
+        settings=outlier_settings,
+        encoder=STUDY["encoder"],
+        study=STUDY["study"],
+        code=outlier_code,
+    script:
+        "../scripts/outliers.py"
+
+
+rule outlier_figure:
+    input:
+        data=rules.prepare.output.data,
+        scores=expand(rules.outliers.output.scores, seed=STUDY["seeds"][0])[0],
+    output:
+        png=report(
+            f"{RESULTS}/figures/outliers.png",
+            caption="../report/outliers.rst",
+            category="Outliers",
+        ),
+    log:
+        f"logs/{STUDY['study']}/report/outlier_figure.log",
+    conda:
+        "../envs/selfsup.yaml"
+    params:
+        title=f"{STUDY['study']}, seed {STUDY['seeds'][0]}",
+        code=report_code,
+    script:
+        "../scripts/outlier_figure.py"
+
+
+rule self_training_round:
+    input:
+        unpack(self_training_inputs),
+    output:
+        labels=f"{RESULTS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.h5",
+        history=f"{RESULTS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}_history.csv",
+    log:
+        f"logs/{STUDY['study']}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.tsv"
+    conda:
+        "../envs/selfsup.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+        runtime=120,
+        mem_mb=8000,
+    params:
+        settings=self_training_settings,
+        threshold=STUDY["self_training"]["threshold"],
+        encoder=STUDY["encoder"],
+        study=STUDY["study"],
+        code=self_training_code,
+    script:
+        "../scripts/self_training.py"
+
+
+rule self_training:
+    input:
+        unpack(self_training_inputs),
+    output:
+        metrics=f"{RESULTS}/runs/{{pool}}/{{method}}/self_training/n{{budget}}/seed{{seed}}/metrics.json",
+        history=f"{RESULTS}/runs/{{pool}}/{{method}}/self_training/n{{budget}}/seed{{seed}}/history.csv",
+    log:
+        f"logs/{STUDY['study']}/runs/{{pool}}/{{method}}/self_training/n{{budget}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/runs/{{pool}}/{{method}}/self_training/n{{budget}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/selfsup.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+        runtime=120,
+        mem_mb=8000,
+    params:
+        settings=self_training_settings,
+        threshold=None,
+        encoder=STUDY["encoder"],
+        study=STUDY["study"],
+        code=self_training_code,
+    script:
+        "../scripts/self_training.py"
+
+
+rule joint:
+    input:
+        unpack(stage_inputs),
+        pool=pool_input,
+    output:
+        metrics=f"{RESULTS}/runs/{{pool}}/{BASELINE_METHOD}/joint/n{{budget}}/seed{{seed}}/metrics.json",
+        history=f"{RESULTS}/runs/{{pool}}/{BASELINE_METHOD}/joint/n{{budget}}/seed{{seed}}/history.csv",
+    log:
+        f"logs/{STUDY['study']}/runs/{{pool}}/{BASELINE_METHOD}/joint/n{{budget}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/runs/{{pool}}/{BASELINE_METHOD}/joint/n{{budget}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/selfsup.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+        runtime=120,
+        mem_mb=8000,
+    params:
+        settings=joint_settings,
+        encoder=STUDY["encoder"],
+        study=STUDY["study"],
+        code=joint_code,
+    script:
+        "../scripts/joint.py"
+
+
+rule self_training_figure:
+    input:
+        [
+            f"{run}/metrics.json"
+            for run in run_dirs()
+            if run.split("/")[-3] == "self_training"
+        ],
+    output:
+        png=report(
+            f"{RESULTS}/figures/self_training_rounds.png",
+            caption="../report/self_training_rounds.rst",
+            category="Self-training",
+        ),
+    log:
+        f"logs/{STUDY['study']}/report/self_training_figure.log",
+    conda:
+        "../envs/selfsup.yaml"
+    params:
+        title=STUDY["study"],
+        code=report_code,
+    script:
+        "../scripts/self_training_figure.py"
