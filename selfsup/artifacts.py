@@ -350,7 +350,8 @@ def write_outliers(path, indices, scores, threshold: float, foreign, meta: dict[
 
 
 def read_outliers(path) -> dict[str, Any]:
-    """Arrays (indices, scores, kept, removed, foreign) and attributes of an outlier artifact."""
+    """Arrays (indices, scores, kept, removed, foreign) and attributes of an outlier artifact
+    (threshold, and what the filter measured: n_removed, removed_share, auroc, ...)."""
     with h5py.File(path, "r") as h5:
         arrays = {name: h5[name][()] for name in ("indices", "scores", "kept", "removed", "foreign")}
     return {**arrays, **read_attrs(path)}

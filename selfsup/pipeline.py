@@ -496,19 +496,19 @@ def filter_outliers(
     foreign = np.isin(pool, split.foreign) if part == "train" else np.zeros(len(pool), bool)
     removed = result.scores < result.threshold
     summary = {
-        "removed": int(removed.sum()),
+        "n_removed": int(removed.sum()),
         "removed_share": float(removed.mean()),
         "epochs_run": int(len(result.history)),
     }
     if foreign.any() and not foreign.all():
         summary.update(
-            foreign=int(foreign.sum()),
+            n_foreign=int(foreign.sum()),
             auroc=rank_auroc(result.scores[~foreign], result.scores[foreign]),
             foreign_removed_share=float(removed[foreign].mean()),
             genuine_removed_share=float(removed[~foreign].mean()),
         )
     print(
-        f"threshold {result.threshold:.4f}: {summary['removed']} of {len(pool)} removed "
+        f"threshold {result.threshold:.4f}: {summary['n_removed']} of {len(pool)} removed "
         f"({summary['removed_share']:.1%})"
         + (
             f"; AUROC genuine vs foreign {summary['auroc']:.3f}, removed {summary['foreign_removed_share']:.1%} "

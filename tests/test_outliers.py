@@ -4,7 +4,6 @@ options, the registry, and the outlier figure."""
 from __future__ import annotations
 
 import io
-import os
 
 import keras
 import numpy as np
@@ -42,7 +41,7 @@ def batches(images: np.ndarray, shuffle_seed: int | None = None, batch_size: int
 
 def tiny_encoder(seed: int = 0):
     keras.utils.set_random_seed(seed)
-    return build_encoder("small_cnn", (8, 8, 1), filters=[4], dense=[int(os.environ.get("DENSE", 8))])
+    return build_encoder("small_cnn", (8, 8, 1), filters=[4], dense=[8])
 
 
 def rank_auroc(positive, negative) -> float:
@@ -227,7 +226,9 @@ def test_resume_restores_radius_and_settled_count(tmp_path):
 def test_separates_images_without_the_training_pattern():
     """Trained on bar images, it scores images lacking the bar lower. Foreign images that
     carry a pattern of their own (a vertical bar, bright noise) are not told apart reliably:
-    the loss only lifts f on the training images, and f = constant also minimizes it."""
+    the loss only lifts f on the training images, and f = constant also minimizes it. With
+    these options 9 of seeds 0-9 separate (AUROC 1.0); seed 3 collapses to a constant f
+    (every ReLU of the 8-unit encoder dead), so the seed is fixed."""
     rng = np.random.default_rng(4)
     train = bar_images(256, rng)
     genuine, foreign = bar_images(100, rng), bar_images(100, rng, bar=False)

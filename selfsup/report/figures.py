@@ -156,8 +156,9 @@ def outlier_scores(
     scores = np.asarray(scores, dtype=float)
     removed = int((scores < threshold).sum())
     columns = max(len(typical), len(atypical), 1)
-    fig = plt.figure(figsize=(max(6.4, 1.2 * columns + 1.5), 6.4))
-    grid = fig.add_gridspec(3, columns, height_ratios=[2.2, 1, 1])
+    fig = plt.figure(figsize=(max(6.4, 1.2 * columns + 1.5), 7.0))
+    # Room between the histogram's axis label and the score titles of the images.
+    grid = fig.add_gridspec(3, columns, height_ratios=[2.2, 1, 1], hspace=0.6)
     ax = fig.add_subplot(grid[0, :])
     ax.hist(scores, bins=50, color="tab:blue", alpha=0.8)
     ax.axvline(
