@@ -70,7 +70,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--unlabeled",
         type=int,
-        default=10000,
+        default=5000,
         help="genuine unlabeled images: training images [labeled, labeled + N), foreign ones added",
     )
     parser.add_argument("--test-images", type=int, default=10000, help="test images evaluated (the first N)")
@@ -244,7 +244,7 @@ def accuracy_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
             "",
             "Test accuracy (%) per seed:",
             "",
-            per_seed.reset_index().to_markdown(index=False),
+            per_seed.reset_index().to_markdown(index=False, disable_numparse=True),
         ]
     )
 
@@ -259,18 +259,19 @@ def filter_table(results: Path, seeds) -> pd.DataFrame:
         if not path.exists():
             continue
         out = artifacts.read_outliers(path)
-        pool = len(out["indices"])
-        foreign = int(out.get("foreign", int(np.sum(out["foreign"]))))
-        foreign_kept = int(np.sum(out["foreign"][out["scores"] >= out["threshold"]]))
-        kept = pool - int(out["removed"].size)
+        # Counted from the arrays; the attributes hold the filter's own summary (n_foreign, ...).
+        pool, foreign_mask = len(out["indices"]), np.asarray(out["foreign"], bool)
+        kept_mask = out["scores"] >= out["threshold"]
+        foreign, kept = int(foreign_mask.sum()), int(kept_mask.sum())
+        foreign_kept = int((foreign_mask & kept_mask).sum())
         rows.append(
             {
                 "seed": seed,
                 "pool": pool,
                 "foreign": foreign,
                 "foreign share": foreign / pool,
-                "removed": int(out["removed"].size),
-                "removed share": out.get("removed_share", out["removed"].size / pool),
+                "removed": pool - kept,
+                "removed share": out.get("removed_share", (pool - kept) / pool),
                 "AUROC": out.get("auroc", np.nan),
                 "foreign removed share": out.get("foreign_removed_share", np.nan),
                 "genuine removed share": out.get("genuine_removed_share", np.nan),
@@ -384,6 +385,18 @@ def job_times(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 # --- the report ----------------------------------------------------------------------------
 
 
+def markdown(frame: pd.DataFrame) -> str:
+    """A table with counts as integers, shares and accuracies to 3-4 places, other floats to 1."""
+    out = frame.copy()
+    for column in out.columns:
+        if not pd.api.types.is_float_dtype(out[column]):
+            continue
+        name = str(column).lower()
+        digits = 4 if name in ("auroc", "radius") else 3 if ("share" in name or "accuracy" in name) else 1
+        out[column] = ["" if pd.isna(v) else f"{v:.{digits}f}" for v in out[column]]
+    return out.to_markdown(index=False, disable_numparse=True)
+
+
 def pct(x) -> str:
     return "n/a" if x is None or pd.isna(x) else f"{100 * x:.1f}%"
 
@@ -493,7 +506,7 @@ def write_report(study: dict, record: dict | None, args) -> None:
         "AUROC: probability that a genuine pool image scores above a foreign one. Shares are of the "
         "pool, of its foreign and of its genuine images.",
         "",
-        filters.to_markdown(index=False, floatfmt=".4f") if len(filters) else "(no outlier scores)",
+        markdown(filters) if len(filters) else "(no outlier scores)",
         "",
         "## 3. Pseudo-labels per round",
         "",
@@ -504,22 +517,22 @@ def write_report(study: dict, record: dict | None, args) -> None:
         "",
         "Mean over seeds:",
         "",
-        rounds_summary(rounds).to_markdown(index=False, floatfmt=".3f") if len(rounds) else "(no rounds)",
+        markdown(rounds_summary(rounds)) if len(rounds) else "(no rounds)",
         "",
         "Per seed (also in `semisupervised_rounds.csv`):",
         "",
-        rounds.to_markdown(index=False, floatfmt=".3f") if len(rounds) else "(no rounds)",
+        markdown(rounds) if len(rounds) else "(no rounds)",
         "",
         "## 4. Job times",
         "",
         "From Snakemake's benchmark files (seconds per job, TensorFlow start-up included); jobs ran "
         f"side by side on {record.get('cores', args.cores) if record else args.cores} cores, so the total exceeds the wall time.",
         "",
-        per_rule.to_markdown(index=False, floatfmt=".1f"),
+        markdown(per_rule),
         "",
         "Per pool and budget:",
         "",
-        per_stage.to_markdown(index=False, floatfmt=".1f"),
+        markdown(per_stage),
         "",
         "## What it shows",
         "",

@@ -241,17 +241,16 @@ def downstream_inputs(wildcards):
 def classifier_settings(wildcards, protocol=None):
     """Training settings of a run; `protocol` for the rules whose path fixes it."""
     protocol = protocol or wildcards.protocol
+    method = wildcards.get("method", BASELINE_METHOD)  # the joint model's path fixes it
     if protocol not in protocols.POOL_PROTOCOLS and protocols.uses_pretext(
         protocol
-    ) == (wildcards.method == BASELINE_METHOD):
-        raise WorkflowError(
-            f"protocol {protocol} does not go with method {wildcards.method}"
-        )
+    ) == (method == BASELINE_METHOD):
+        raise WorkflowError(f"protocol {protocol} does not go with method {method}")
     if (wildcards.pool == NO_POOL) == (
-        wildcards.method != BASELINE_METHOD or protocol in protocols.POOL_PROTOCOLS
+        method != BASELINE_METHOD or protocol in protocols.POOL_PROTOCOLS
     ):
         raise WorkflowError(
-            f"pool {wildcards.pool} does not go with {wildcards.method} {protocol}"
+            f"pool {wildcards.pool} does not go with {method} {protocol}"
         )
     settings = {**downstream_settings(STUDY, protocol), "protocol": protocol}
     if protocol == "joint":
