@@ -220,10 +220,10 @@ def run_pools(method, protocol):
     return POOLS if reads_pool else [NO_POOL]
 
 
-def run_dirs():
+def run_dirs(protocols_run=PROTOCOLS):
     return [
         f"{RESULTS}/runs/{pool}/{method}/{protocol}/n{budget}/seed{seed}"
-        for protocol in PROTOCOLS
+        for protocol in protocols_run
         for method in run_methods(protocol)
         for pool in run_pools(method, protocol)
         for budget in STUDY["budgets"]

@@ -133,11 +133,7 @@ rule joint:
 
 rule self_training_figure:
     input:
-        [
-            f"{run}/metrics.json"
-            for run in run_dirs()
-            if run.split("/")[-3] == "self_training"
-        ],
+        expand("{run}/metrics.json", run=run_dirs(["self_training"])),
     output:
         png=report(
             f"{RESULTS}/figures/self_training_rounds.png",

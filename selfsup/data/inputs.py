@@ -78,18 +78,21 @@ def batches(
     normalization = normalization or Normalization()
 
     weighted = weights is not None
-    weights = np.asarray(weights if weighted else np.ones(len(positions)), np.float32)
+    weight_table = tf.constant(np.asarray(weights if weighted else [], np.float32))
 
     def load(order):
-        return _gather(images, positions[order]), labels[order], weights[order]
+        return _gather(images, positions[order]), labels[order]
 
     def read(order):
-        x, y, w = tf.numpy_function(load, [order], (tf.uint8, tf.int32, tf.float32), stateful=False)
+        x, y = tf.numpy_function(load, [order], (tf.uint8, tf.int32), stateful=False)
         x.set_shape((None, *image_shape))
         y.set_shape((None,))
-        w.set_shape((None,))
         x = normalization.apply(tf.cast(x, tf.float32) / 255.0)
-        return (x, y, w) if weighted else (x, y)
+        if not weighted:
+            return x, y
+        # Weights are gathered by TensorFlow, not in the NumPy call: one array per call
+        # out of numpy_function, as before weights existed.
+        return x, y, tf.gather(weight_table, order)
 
     order = tf.data.Dataset.range(len(positions))
     if shuffle_seed is not None:

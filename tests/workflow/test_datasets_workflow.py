@@ -60,7 +60,11 @@ def tiny_study_d(data_dir) -> dict:
     return study
 
 
-def test_study_d_runs_end_to_end_on_official_cifar10_files(tmp_path, cifar10_folder):
+def test_study_d_runs_end_to_end_on_official_cifar10_files(tmp_path, cifar10_folder, monkeypatch):
+    # TensorFlow 2.21's oneDNN CPU kernels abort this ResNet classifier with "double free
+    # or corruption" in about half the runs on this machine (measured: 9 of 15 runs
+    # with oneDNN, 0 of 5 without); see README, Known issues.
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     data_dir, x_train, y_train = cifar10_folder
     workdir = copy_workflow(tmp_path)
     config = write_study(workdir / "study_d.yaml", tiny_study_d(data_dir))
@@ -92,7 +96,9 @@ def test_study_d_runs_end_to_end_on_official_cifar10_files(tmp_path, cifar10_fol
     history = pd.read_csv(results / "encoders" / "all" / "rotation" / "seed1" / "history.csv")
     rates = history.learning_rate.to_numpy()
     np.testing.assert_allclose(rates / rates[0], [1, 1, 0.1], rtol=1e-5)
-    log = (workdir / "logs" / "tiny_cifar10_rotation" / "pretext" / "rotation" / "seed1.log").read_text()
+    log = (
+        workdir / "logs" / "tiny_cifar10_rotation" / "pretext" / "all" / "rotation" / "seed1.log"
+    ).read_text()
     assert "keep_best: restoring the weights of epoch" in log
     assert (results / "figures" / "pretext_examples_rotation.png").stat().st_size > 1000
 

@@ -203,7 +203,7 @@ def test_nan_loss_fails_with_message_and_leaves_no_output(tmp_path):
     encoder = workdir / "results/tiny/encoders/all/rotation/seed1/encoder.h5"
     result = snakemake(workdir, config, "--cores", "2", str(encoder.relative_to(workdir)))
     assert result.returncode != 0
-    log = (workdir / "logs/tiny/pretext/rotation/seed1.log").read_text()
+    log = (workdir / "logs/tiny/pretext/all/rotation/seed1.log").read_text()
     assert "training diverged: loss became nan" in log
     assert not encoder.exists()
     assert not list(encoder.parent.glob("*.h5")) and not list(encoder.parent.glob("*.csv"))
@@ -252,7 +252,7 @@ def test_killed_training_resumes_from_last_epoch(tmp_path):
     assert snakemake(workdir, config, "--unlock").returncode == 0
     result = snakemake(workdir, config, "--cores", "2", encoder)
     assert result.returncode == 0, result.stderr[-3000:]
-    log = (workdir / "logs/tiny/pretext/rotation/seed1.log").read_text()
+    log = (workdir / "logs/tiny/pretext/all/rotation/seed1.log").read_text()
     assert "resuming after epoch" in log
     attrs = artifacts.read_attrs(workdir / encoder)
     assert attrs["resumed_from_epoch"] >= 3
