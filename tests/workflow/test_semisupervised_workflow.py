@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from smk import REPO, copy_workflow, snakemake, write_study
+from smk import REPO, copy_workflow, job_counts, snakemake, write_study
 from test_datasets_workflow import glyph_images
 
 from selfsup import artifacts
@@ -141,3 +141,20 @@ def test_study_f_runs_end_to_end_and_filtering_edits_stale_only_the_inliers(tmp_
     assert any("outliers/seed1/scores.h5" in line for line in outputs)
     assert any("/inliers/" in line for line in outputs)
     assert not [line for line in outputs if "/all/" in line or "/none/none/" in line]
+
+
+def test_self_training_from_pretext_encoders_adds_one_chain_per_encoder_and_pool(tmp_path, data_dirs):
+    """With from_pretext, self-training also starts from every pretext encoder (of its
+    own pool), next to from scratch: the table holds SSL + self-training beside each alone."""
+    workdir = copy_workflow(tmp_path)
+    study = tiny_study_f(data_dirs)
+    study["self_training"]["from_pretext"] = True
+    config = write_study(workdir / "study_f.yaml", study)
+    dry_run = snakemake(workdir, config, "--dry-run")
+    assert dry_run.returncode == 0, dry_run.stdout + dry_run.stderr
+    counts = job_counts(dry_run.stdout)
+    # (scratch, autoencoder, barlow_twins) x (all, inliers); two rounds each.
+    assert counts["self_training"] == 6 and counts["self_training_round"] == 12
+    outputs = run_outputs(dry_run.stdout)
+    student = "runs/inliers/autoencoder/self_training/nall/seed1/metrics.json"
+    assert any(student in line for line in outputs)
