@@ -228,23 +228,29 @@ def test_separates_images_without_the_training_pattern():
     carry a pattern of their own (a vertical bar, bright noise) are not told apart reliably:
     the loss only lifts f on the training images, and f = constant also minimizes it. With
     these options 9 of seeds 0-9 separate (AUROC 1.0); seed 3 collapses to a constant f
-    (every ReLU of the 8-unit encoder dead), so the seed is fixed."""
-    rng = np.random.default_rng(4)
-    train = bar_images(256, rng)
-    genuine, foreign = bar_images(100, rng), bar_images(100, rng, bar=False)
-    # A lighter penalty and a finer tolerance than the reference: with l2 0.01 and
-    # tolerance 0.025 these 8x8 toys stop after 3 epochs with f still about constant.
-    result = fit_score(
-        train,
-        np.concatenate([genuine, foreign]),
-        {"l2": 0.001, "tolerance": 0.005},
-        keras.optimizers.Adam(0.01),
-        epochs=30,
-        seed=4,
-    )
-    assert rank_auroc(result.scores[:100], result.scores[100:]) > 0.8
-    assert np.mean(result.scores[100:] < result.threshold) > 0.8  # most foreign removed
-    assert np.mean(result.scores[:100] < result.threshold) < 0.25  # about nu's share of genuine
+    (every ReLU of the 8-unit encoder dead). So three seeds run, and two must separate:
+    robust to another CPU's rounding, still failing when the scorer cannot separate."""
+    separated = 0
+    for seed in (4, 5, 6):
+        rng = np.random.default_rng(seed)
+        train = bar_images(256, rng)
+        genuine, foreign = bar_images(100, rng), bar_images(100, rng, bar=False)
+        # A lighter penalty and a finer tolerance than the reference: with l2 0.01 and
+        # tolerance 0.025 these 8x8 toys stop after 3 epochs with f still about constant.
+        result = fit_score(
+            train,
+            np.concatenate([genuine, foreign]),
+            {"l2": 0.001, "tolerance": 0.005},
+            keras.optimizers.Adam(0.01),
+            epochs=30,
+            seed=seed,
+        )
+        separated += (
+            rank_auroc(result.scores[:100], result.scores[100:]) > 0.8
+            and np.mean(result.scores[100:] < result.threshold) > 0.8  # most foreign removed
+            and np.mean(result.scores[:100] < result.threshold) < 0.25  # about nu's share of genuine
+        )
+    assert separated >= 2
 
 
 @pytest.mark.parametrize(
