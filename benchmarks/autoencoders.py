@@ -78,7 +78,8 @@ def derive_study(args) -> dict:
     data_dir = args.data_dir or ROOT.parent / "shared" / "data" / folder
     if not data_dir.is_dir():
         sys.exit(f"no {args.dataset} IDX files: {data_dir} does not exist; pass --data-dir")
-    study["dataset"] = {"name": args.dataset, "data_dir": str(data_dir.resolve())}
+    # The shared Fashion-MNIST images are not the official bytes (MD5 differs from the published one).
+    study["dataset"] = {"name": args.dataset, "data_dir": str(data_dir.resolve()), "verify_checksums": False}
     labeled_stop = study["split"]["labeled"][1]
     study["split"] = {
         "labeled": study["split"]["labeled"],

@@ -98,7 +98,14 @@ def pipeline_pretext(workdir: Path, study: dict, epochs: int) -> dict:
     study = check_study(study)
     data = workdir / "data.h5"
     if not data.exists():
-        prepare(study["dataset"]["name"], study["dataset"]["data_dir"], study["dataset"]["options"], data, {})
+        prepare(
+            study["dataset"]["name"],
+            study["dataset"]["data_dir"],
+            study["dataset"]["options"],
+            data,
+            {},
+            verify_checksums=study["dataset"]["verify_checksums"],
+        )
     split_path = workdir / "split.h5"
     split = split_dataset(data, {**study["split"], "normalization": study["dataset"]["normalization"]}, 1)
     artifacts.write_split(split_path, split, {})
@@ -163,7 +170,9 @@ def worker(name: str, args) -> dict:
     # Study A's network on a slice of the Fashion-MNIST unlabeled pool.
     start, stop = 10000, 10000 + args.wide_images
     if name.startswith("notebook"):
-        x = load_dataset("fashion_mnist", SHARED / "fashion-mnist").x_train[start:stop]
+        x = load_dataset("fashion_mnist", SHARED / "fashion-mnist", verify_checksums=False).x_train[
+            start:stop
+        ]
         turns = np.random.default_rng(1).integers(0, 4, len(x))
         x = rotate(x, turns).astype("float32") / 255.0
         return notebook_pretext(
@@ -171,6 +180,7 @@ def worker(name: str, args) -> dict:
         )
     study = yaml.safe_load((ROOT / "studies" / "rotnet_fashion_mnist.yaml").read_text())
     study["dataset"]["data_dir"] = str(SHARED / "fashion-mnist")
+    study["dataset"]["verify_checksums"] = False  # the shared images are not the official bytes
     study["split"]["unlabeled"] = [start, stop]
     return pipeline_pretext(workdir, study, args.wide_epochs)
 

@@ -3,11 +3,18 @@
 Nothing else in selfsup opens HDF5 files. Each file records what made it as attributes
 (study, method, seed, library version, key hyper-parameters), and every writer goes
 through `_atomic_h5`, so an interrupted job never leaves a file that looks complete.
+
+Each file also records a SHA-256 of its content (every dataset's bytes, shape and type,
+every attribute; the `checksum` attribute), and every reader checks it once per process
+and file (`_open`): a truncated, damaged or hand-edited artifact fails with
+`CorruptArtifact`, naming the file and the rule that makes it, instead of a bare h5py
+error or, worse, silently wrong numbers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,20 +28,188 @@ from selfsup.data.dataset import FOREIGN_LABEL, Dataset, Foreign
 from selfsup.data.normalization import Normalization
 from selfsup.data.splits import Split
 
+CHECKSUM_ATTR = "checksum"
+KIND_ATTR = "artifact"
+# The rule (rules/*.smk) that makes each kind of artifact, for the advice a corrupt file
+# gets. The library never imports Snakemake, so the names are written here; a file too
+# damaged to show its attributes is still named by the kind its reader expects.
+MADE_BY = {
+    "dataset": "prepare",
+    "split": "split",
+    "pool": "split",  # pool all; pool inliers is made by outliers (see _rules)
+    "pseudo_labels": "pseudo_labels",
+    "examples": "pretext",
+    "encoder": "pretext",
+    "outliers": "outliers",
+    "teacher_labels": "self_training_round",
+}
+_POOL_RULES = {"all": "split", "inliers": "outliers"}
+
+
+class CorruptArtifact(ValueError):
+    """An artifact that HDF5 cannot read or whose content no longer matches its checksum."""
+
+
+def _rules(kind: str | None, attrs: dict | None = None) -> dict[str, str]:
+    """{rule: note} of the rules that may have made the file (one when its attributes say)."""
+    kind = (attrs or {}).get(KIND_ATTR, kind)
+    if kind == "pool":
+        pool = (attrs or {}).get("pool")
+        if pool in _POOL_RULES:
+            return {_POOL_RULES[pool]: ""}
+        return {rule: f" (pool {pool})" for pool, rule in _POOL_RULES.items()}
+    return {MADE_BY[kind]: ""} if kind in MADE_BY else {}
+
+
+def _corrupt(path, kind: str | None, problem: str, attrs: dict | None = None) -> CorruptArtifact:
+    rules = _rules(kind, attrs)
+    what = f"the {kind.replace('_', ' ')} " if kind else ""
+    made = " or ".join(f"rule {rule}{note}" for rule, note in rules.items()) or "a rule of the workflow"
+    force = " or ".join(f"--forcerun {rule}" for rule in rules) or "--forcerun <that rule>"
+    return CorruptArtifact(
+        f"{what}file {path} is corrupt: {problem}.\n"
+        f"It is made by {made}: delete the file and run again, or run snakemake with {force}"
+    )
+
+
+def _attr_bytes(value) -> bytes:
+    if isinstance(value, bytes):
+        return b"b" + value
+    if isinstance(value, str):
+        return b"s" + value.encode()
+    array = np.asarray(value)
+    if array.dtype.kind == "O":  # variable-length strings
+        return b"o" + json.dumps(array.tolist(), default=str).encode()
+    return f"{array.dtype.str}{array.shape}".encode() + array.tobytes()
+
+
+_HASH_BLOCK = 64 << 20  # bytes of a dataset read per step, so a large one is never whole in memory
+
+
+def content_checksum(h5: h5py.File) -> str:
+    """SHA-256 over every object's name, attributes and, for datasets, type, shape and bytes.
+
+    Computed through HDF5 on both sides (writer and reader), so it does not depend on the
+    file's byte layout; the root's own `checksum` attribute is left out.
+    """
+    digest = hashlib.sha256()
+
+    def attributes(obj, skip=()):
+        for key in sorted(obj.attrs):
+            if key not in skip:
+                digest.update(f"\0attr {key}=".encode() + _attr_bytes(obj.attrs[key]))
+
+    attributes(h5, skip=(CHECKSUM_ATTR,))
+    names: list[str] = []
+    h5.visit(names.append)
+    for name in sorted(names):
+        obj = h5[name]
+        if isinstance(obj, h5py.Dataset):
+            digest.update(f"\0dataset {name} {obj.dtype.str} {obj.shape}".encode())
+            if obj.ndim == 0 or obj.size == 0:
+                digest.update(np.ascontiguousarray(obj[()]).tobytes())
+            else:
+                rows = max(1, _HASH_BLOCK // max(1, obj.dtype.itemsize * obj.size // obj.shape[0]))
+                for start in range(0, obj.shape[0], rows):
+                    digest.update(np.ascontiguousarray(obj[start : start + rows]).tobytes())
+        else:
+            digest.update(f"\0group {name}".encode())
+        attributes(obj)
+    return "sha256:" + digest.hexdigest()
+
 
 @contextlib.contextmanager
-def _atomic_h5(path: str | os.PathLike):
-    """Write to a sibling temporary file and rename it into place only on success."""
+def _atomic_h5(path: str | os.PathLike, kind: str):
+    """Write to a sibling temporary file and rename it into place only on success.
+
+    The content checksum is computed last, from what HDF5 hands back, just as a reader
+    will compute it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     try:
         with h5py.File(partial, "w") as h5:
             h5.attrs["selfsup_version"] = __version__
+            h5.attrs[KIND_ATTR] = kind
             yield h5
+            h5.flush()
+            h5.attrs[CHECKSUM_ATTR] = content_checksum(h5)
         os.replace(partial, path)
+        _VERIFIED.add(_identity(path))  # just written: this process need not re-read it
     finally:
         partial.unlink(missing_ok=True)
+
+
+# Files verified by this process, by identity and modification: a job reads the same
+# dataset many times (labels, then batches), and pays for the full check once.
+_VERIFIED: set[tuple] = set()
+
+
+def _identity(path) -> tuple:
+    stat = os.stat(path)
+    return (os.path.realpath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _decoded_attrs(h5) -> dict[str, Any]:
+    out = {}
+    for key, value in h5.attrs.items():
+        if isinstance(value, str) and value[:1] in "[{":
+            with contextlib.suppress(json.JSONDecodeError):
+                value = json.loads(value)
+        out[key] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
+def _open_verified(path, kind: str | None) -> h5py.File:
+    """`path` open for reading, its checksum verified (once per process and file version)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no {kind.replace('_', ' ') + ' ' if kind else ''}file {path}")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as error:  # truncated (HDF5 checks the end of file on open) or not HDF5
+        raise _corrupt(path, kind, f"HDF5 cannot open it ({error})") from None
+    try:
+        identity = _identity(path)
+        if identity not in _VERIFIED:
+            try:
+                attrs = _decoded_attrs(h5)
+            except Exception as error:  # noqa: BLE001 - any failure here means unreadable
+                raise _corrupt(path, kind, f"its attributes cannot be read ({error})") from None
+            recorded = attrs.get(CHECKSUM_ATTR)
+            if recorded is None:
+                raise _corrupt(
+                    path,
+                    kind,
+                    "it records no checksum (written by another program or an older selfsup)",
+                    attrs,
+                )
+            try:
+                actual = content_checksum(h5)
+            except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ... on damage
+                raise _corrupt(path, kind, f"its content cannot be read ({error})", attrs) from None
+            if actual != recorded:
+                raise _corrupt(
+                    path, kind, f"its content has checksum {actual}, it was written with {recorded}", attrs
+                )
+            _VERIFIED.add(identity)
+    except BaseException:
+        h5.close()
+        raise
+    return h5
+
+
+@contextlib.contextmanager
+def _open(path, kind: str | None):
+    """Read `path` (an artifact of `kind`) after verifying it; read errors become CorruptArtifact."""
+    h5 = _open_verified(path, kind)
+    with h5:
+        try:
+            yield h5
+        except (OSError, KeyError) as error:  # verified, yet unreadable: a layout this reader does not know
+            raise _corrupt(
+                path, kind, f"it cannot be read as a {kind or 'selfsup'} file ({error!r})"
+            ) from None
 
 
 def _set_attrs(h5: h5py.File, meta: dict[str, Any]) -> None:
@@ -45,16 +220,10 @@ def _set_attrs(h5: h5py.File, meta: dict[str, Any]) -> None:
             h5.attrs[key] = json.dumps(value, sort_keys=True)
 
 
-def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
-    """All attributes of an artifact, JSON-encoded ones decoded."""
-    with h5py.File(path, "r") as h5:
-        out = {}
-        for key, value in h5.attrs.items():
-            if isinstance(value, str) and value[:1] in "[{":
-                with contextlib.suppress(json.JSONDecodeError):
-                    value = json.loads(value)
-            out[key] = value.item() if isinstance(value, np.generic) else value
-        return out
+def read_attrs(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """All attributes of an artifact, JSON-encoded ones decoded (its checksum verified)."""
+    with _open(path, kind) as h5:
+        return _decoded_attrs(h5)
 
 
 # --- datasets -------------------------------------------------------------------------
@@ -83,7 +252,7 @@ def write_dataset(path, dataset: Dataset, meta: dict[str, Any], foreign: Foreign
             )
         parts["train"].append(foreign.images)
         y_train = np.concatenate([y_train, np.full(len(foreign.images), FOREIGN_LABEL, np.int64)])
-    with _atomic_h5(path) as h5:
+    with _atomic_h5(path, "dataset") as h5:
         for part, pieces in parts.items():
             shape = (sum(len(images) for images in pieces), *pieces[0].shape[1:])
             stored = h5.create_dataset(f"x_{part}", shape=shape, dtype=np.uint8, chunks=(1, *shape[1:]))
@@ -108,7 +277,7 @@ def write_dataset(path, dataset: Dataset, meta: dict[str, Any], foreign: Foreign
 
 def read_dataset(path, parts=("train", "test")) -> Dataset:
     """The dataset at `path` in memory, with the image `parts` asked for (others empty)."""
-    with h5py.File(path, "r") as h5:
+    with _open(path, "dataset") as h5:
         images = {
             part: h5[f"x_{part}"][()] if part in parts else np.zeros((0, *h5["x_train"].shape[1:]), np.uint8)
             for part in ("train", "test")
@@ -132,7 +301,7 @@ def read_labels(path) -> dict[str, Any]:
     `contamination` their settings ({source, fraction, seed}; None when none). The
     train size counts them.
     """
-    with h5py.File(path, "r") as h5:
+    with _open(path, "dataset") as h5:
         foreign = h5["foreign"] if "foreign" in h5 else None
         return {
             "y_train": h5["y_train"][()],
@@ -159,7 +328,7 @@ def read_images(path, part: str, indices: np.ndarray) -> np.ndarray:
     """uint8 images `indices` (any order, repeats allowed) of `part` (train, test, unlabeled)."""
     indices = np.asarray(indices, np.int64)
     unique, inverse = np.unique(indices, return_inverse=True)
-    with h5py.File(path, "r") as h5:
+    with _open(path, "dataset") as h5:
         stored = h5[f"x_{part}"]
         out = np.empty((len(unique), *stored.shape[1:]), np.uint8)
         for start in range(0, len(unique), _READ_BLOCK):
@@ -194,7 +363,7 @@ class ImageFile:
 
     def __init__(self, path, part: str, stop: int | None = None):
         self.path, self.part = str(path), part
-        self._h5 = h5py.File(self.path, "r")
+        self._h5 = _open_verified(self.path, "dataset")
         self._images = self._h5[f"x_{part}"]
         self.shape = self._images.shape
         if stop is not None:
@@ -223,7 +392,7 @@ _SPLIT_ARRAYS = ("labeled", "unlabeled", "test", "budget_order", "monitor", "for
 
 
 def write_split(path, split: Split, meta: dict[str, Any]) -> None:
-    with _atomic_h5(path) as h5:
+    with _atomic_h5(path, "split") as h5:
         for name in _SPLIT_ARRAYS:
             h5.create_dataset(name, data=np.asarray(getattr(split, name), dtype=np.int64))
         norm = split.normalization
@@ -233,7 +402,7 @@ def write_split(path, split: Split, meta: dict[str, Any]) -> None:
 
 
 def read_split(path) -> Split:
-    with h5py.File(path, "r") as h5:
+    with _open(path, "split") as h5:
         return Split(
             **{name: h5[name][()] for name in _SPLIT_ARRAYS},
             unlabeled_part=str(h5.attrs["unlabeled_part"]),
@@ -250,14 +419,14 @@ def write_pseudo_labels(path, indices: np.ndarray, labels: np.ndarray, meta: dic
     """Pseudo-labels: `indices` into the training images and one label per index."""
     if len(indices) != len(labels):
         raise ValueError(f"{len(indices)} indices but {len(labels)} labels")
-    with _atomic_h5(path) as h5:
+    with _atomic_h5(path, "pseudo_labels") as h5:
         h5.create_dataset("indices", data=np.asarray(indices, dtype=np.int64))
         h5.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
         _set_attrs(h5, meta)
 
 
 def read_pseudo_labels(path) -> tuple[np.ndarray, np.ndarray]:
-    with h5py.File(path, "r") as h5:
+    with _open(path, "pseudo_labels") as h5:
         return h5["indices"][()], h5["labels"][()]
 
 
@@ -266,7 +435,7 @@ def read_pseudo_labels(path) -> tuple[np.ndarray, np.ndarray]:
 
 def write_examples(path, examples: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Named image arrays of the same length (input, corrupted, output, ...), in order."""
-    with _atomic_h5(path) as h5:
+    with _atomic_h5(path, "examples") as h5:
         for order, (name, images) in enumerate(examples.items()):
             dataset = h5.create_dataset(name, data=np.asarray(images, dtype=np.float32))
             dataset.attrs["order"] = order
@@ -274,7 +443,7 @@ def write_examples(path, examples: dict[str, np.ndarray], meta: dict[str, Any]) 
 
 
 def read_examples(path) -> dict[str, np.ndarray]:
-    with h5py.File(path, "r") as h5:
+    with _open(path, "examples") as h5:
         names = sorted(h5, key=lambda name: h5[name].attrs["order"])
         return {name: h5[name][()] for name in names}
 
@@ -286,7 +455,7 @@ def read_examples(path) -> dict[str, np.ndarray]:
 
 def write_encoder(path, encoder, spec: dict[str, Any], meta: dict[str, Any]) -> None:
     """Save `encoder` (a keras.Model) built from `spec` = {name, input_shape, options}."""
-    with _atomic_h5(path) as h5:
+    with _atomic_h5(path, "encoder") as h5:
         group = h5.create_group("weights")
         for i, (variable, value) in enumerate(zip(encoder.weights, encoder.get_weights(), strict=True)):
             dataset = group.create_dataset(f"{i:04d}", data=value)
@@ -298,7 +467,7 @@ def read_encoder(path):
     """Rebuild the encoder saved at `path` and load its weights; returns (model, spec)."""
     from selfsup.encoders import build_encoder
 
-    with h5py.File(path, "r") as h5:
+    with _open(path, "encoder") as h5:
         spec = json.loads(h5.attrs["encoder"])
         group = h5["weights"]
         values = [group[key][()] for key in sorted(group)]
@@ -320,14 +489,14 @@ def write_pool(path, indices: np.ndarray, part: str, meta: dict[str, Any]) -> No
     """Pool `indices` into the images of `part` (train | unlabeled), with what made it."""
     if part not in IMAGE_PARTS:
         raise ValueError(f"pool part must be one of {', '.join(IMAGE_PARTS)}, got {part!r}")
-    with _atomic_h5(path) as h5:
+    with _atomic_h5(path, "pool") as h5:
         h5.create_dataset("indices", data=np.asarray(indices, dtype=np.int64))
         _set_attrs(h5, {**meta, "part": part})
 
 
 def read_pool(path) -> tuple[np.ndarray, str]:
     """(indices, part) of the pool at `path`."""
-    with h5py.File(path, "r") as h5:
+    with _open(path, "pool") as h5:
         return h5["indices"][()], str(h5.attrs["part"])
 
 
@@ -340,7 +509,7 @@ def write_outliers(path, indices, scores, threshold: float, foreign, meta: dict[
     marks images known to be foreign (a contaminated dataset), for measuring the filter."""
     indices, scores = np.asarray(indices, np.int64), np.asarray(scores, np.float64)
     kept = scores >= threshold
-    with _atomic_h5(path) as h5:
+    with _atomic_h5(path, "outliers") as h5:
         h5.create_dataset("indices", data=indices)
         h5.create_dataset("scores", data=scores)
         h5.create_dataset("kept", data=indices[kept])
@@ -352,9 +521,10 @@ def write_outliers(path, indices, scores, threshold: float, foreign, meta: dict[
 def read_outliers(path) -> dict[str, Any]:
     """Arrays (indices, scores, kept, removed, foreign) and attributes of an outlier artifact
     (threshold, and what the filter measured: n_removed, removed_share, auroc, ...)."""
-    with h5py.File(path, "r") as h5:
+    with _open(path, "outliers") as h5:
         arrays = {name: h5[name][()] for name in ("indices", "scores", "kept", "removed", "foreign")}
-    return {**arrays, **read_attrs(path)}
+        attrs = _decoded_attrs(h5)
+    return {**arrays, **attrs}
 
 
 # --- self-training rounds -------------------------------------------------------------
@@ -365,7 +535,7 @@ def write_teacher_labels(path, indices, labels, confidences, round_number: int, 
     and the teacher's top probability (`confidences`, the examples' training weights)."""
     if not len(indices) == len(labels) == len(confidences):
         raise ValueError(f"{len(indices)} indices, {len(labels)} labels, {len(confidences)} confidences")
-    with _atomic_h5(path) as h5:
+    with _atomic_h5(path, "teacher_labels") as h5:
         h5.create_dataset("indices", data=np.asarray(indices, np.int64))
         h5.create_dataset("labels", data=np.asarray(labels, np.int64))
         h5.create_dataset("confidences", data=np.asarray(confidences, np.float32))
@@ -373,6 +543,7 @@ def write_teacher_labels(path, indices, labels, confidences, round_number: int, 
 
 
 def read_teacher_labels(path) -> dict[str, Any]:
-    with h5py.File(path, "r") as h5:
+    with _open(path, "teacher_labels") as h5:
         arrays = {name: h5[name][()] for name in ("indices", "labels", "confidences")}
-    return {**arrays, **read_attrs(path)}
+        attrs = _decoded_attrs(h5)
+    return {**arrays, **attrs}

@@ -8,6 +8,7 @@ import pytest
 
 import selfsup
 from selfsup.artifacts import (
+    CorruptArtifact,
     ImageFile,
     Split,
     read_attrs,
@@ -16,13 +17,19 @@ from selfsup.artifacts import (
     read_examples,
     read_images,
     read_labels,
+    read_outliers,
+    read_pool,
     read_pseudo_labels,
     read_split,
+    read_teacher_labels,
     write_dataset,
     write_encoder,
     write_examples,
+    write_outliers,
+    write_pool,
     write_pseudo_labels,
     write_split,
+    write_teacher_labels,
 )
 from selfsup.data.dataset import Dataset
 from selfsup.data.generated import make_synthetic
@@ -301,3 +308,143 @@ def test_write_dataset_copies_in_chunks_from_read_only_views(tmp_path, monkeypat
     back = read_dataset(tmp_path / "dataset.h5")
     np.testing.assert_array_equal(back.x_train, data.x_train)
     np.testing.assert_array_equal(back.x_test, data.x_test)
+
+
+# --- corruption -----------------------------------------------------------------------
+
+
+def _artifact(kind, folder, tiny_encoder):
+    """(path, reader) of a small artifact of `kind`, written by its writer."""
+    path = folder / f"{kind}.h5"
+    rng = np.random.default_rng(0)
+    if kind == "dataset":
+        write_dataset(path, make_synthetic(n_train=20, n_test=6, image_size=8, num_classes=3, seed=1), META)
+        return path, read_labels
+    if kind == "images":
+        write_dataset(path, make_synthetic(n_train=20, n_test=6, image_size=8, num_classes=3, seed=1), META)
+        return path, lambda p: ImageFile(p, "train")[np.arange(3)]
+    if kind == "split":
+        write_split(path, Split(np.arange(5), np.arange(5, 20), np.arange(6), np.arange(5)), {"seed": 1})
+        return path, read_split
+    if kind in ("pool", "inliers"):
+        write_pool(path, np.arange(5, 20), "train", {"pool": "all" if kind == "pool" else "inliers"})
+        return path, read_pool
+    if kind == "pseudo_labels":
+        write_pseudo_labels(path, np.arange(8), np.arange(8) % 4, {"method": "rotation"})
+        return path, read_pseudo_labels
+    if kind == "examples":
+        write_examples(path, {"input": rng.random((2, 4, 4, 1))}, {"method": "rotation"})
+        return path, read_examples
+    if kind == "encoder":
+        spec = {
+            "name": "small_cnn",
+            "input_shape": [12, 12, 1],
+            "options": {"filters": [4, 8], "dense": [16]},
+        }
+        write_encoder(path, tiny_encoder((12, 12, 1)), spec, {"method": "rotation"})
+        return path, read_encoder
+    if kind == "outliers":
+        write_outliers(path, np.arange(6), rng.random(6), 0.5, np.zeros(6, bool), {"seed": 1})
+        return path, read_outliers
+    if kind == "teacher_labels":
+        write_teacher_labels(path, np.arange(4), np.arange(4), np.full(4, 0.9), 1, {"seed": 1})
+        return path, read_teacher_labels
+    raise AssertionError(kind)
+
+
+# kind -> the rule its error names (rules/*.smk)
+RULES = {
+    "dataset": "prepare",
+    "images": "prepare",
+    "split": "split",
+    "pool": "split",
+    "inliers": "outliers",
+    "pseudo_labels": "pseudo_labels",
+    "examples": "pretext",
+    "encoder": "pretext",
+    "outliers": "outliers",
+    "teacher_labels": "self_training_round",
+}
+
+
+def _data_offset(path):
+    """The file offset of the first stored byte of the artifact's largest dataset."""
+    with h5py.File(path) as h5:
+        datasets = []
+        h5.visititems(lambda name, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
+        largest = max(datasets, key=lambda d: d.nbytes)
+        offset = (
+            largest.id.get_offset() if largest.chunks is None else largest.id.get_chunk_info(0).byte_offset
+        )
+    assert offset is not None
+    return offset
+
+
+def _assert_names_file_and_rule(error, path, rule):
+    text = str(error.value)
+    assert str(path) in text
+    assert f"made by rule {rule}" in text or f"or rule {rule} " in text  # a pool may be either
+    assert f"--forcerun {rule}" in text and "delete the file" in text
+
+
+@pytest.mark.parametrize("kind", list(RULES))
+def test_every_artifact_kind_detects_truncation_and_flipped_bytes(tmp_path, tiny_encoder, kind):
+    path, read = _artifact(kind, tmp_path, tiny_encoder)
+    read(path)  # a good file reads fine
+    good = path.read_bytes()
+    damaged = {
+        "truncated by half": good[: len(good) // 2],
+        "truncated by one byte": good[:-1],
+        "a data byte flipped": bytearray(good),
+    }
+    offset = _data_offset(path)
+    damaged["a data byte flipped"][offset] ^= 0xFF
+    for how, content in damaged.items():
+        path.write_bytes(bytes(content))
+        with pytest.raises(CorruptArtifact) as error:
+            read(path)
+        _assert_names_file_and_rule(error, path, RULES[kind])
+        assert isinstance(error.value, ValueError), how
+    path.write_bytes(good)
+    read(path)
+
+
+def test_a_file_read_once_is_verified_again_after_it_changes(tmp_path):
+    path, _ = _artifact("split", tmp_path, None)
+    read_split(path)
+    content = bytearray(path.read_bytes())
+    content[_data_offset(path)] ^= 0x01
+    path.write_bytes(bytes(content))  # a new modification time and inode state: checked again
+    with pytest.raises(CorruptArtifact, match="checksum"):
+        read_split(path)
+
+
+def test_a_file_without_a_checksum_is_refused(tmp_path):
+    path = tmp_path / "split.h5"
+    with h5py.File(path, "w") as h5:
+        for name in ("labeled", "unlabeled", "test", "budget_order", "monitor", "foreign"):
+            h5.create_dataset(name, data=np.arange(3))
+    with pytest.raises(CorruptArtifact, match="records no checksum") as error:
+        read_split(path)
+    _assert_names_file_and_rule(error, path, "split")
+
+
+def test_a_file_that_is_not_hdf5_names_the_rule_of_its_kind(tmp_path):
+    path = tmp_path / "encoder.h5"
+    path.write_bytes(b"")
+    with pytest.raises(CorruptArtifact, match="HDF5 cannot open it") as error:
+        read_encoder(path)
+    _assert_names_file_and_rule(error, path, "pretext")
+
+
+def test_a_missing_file_is_not_called_corrupt(tmp_path):
+    with pytest.raises(FileNotFoundError, match="split.h5"):
+        read_split(tmp_path / "split.h5")
+
+
+def test_checksum_covers_attributes(tmp_path):
+    path, _ = _artifact("split", tmp_path, None)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["seed"] = 2  # edited by hand: the split no longer is what its rule made
+    with pytest.raises(CorruptArtifact, match="checksum"):
+        read_split(path)

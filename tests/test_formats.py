@@ -303,11 +303,23 @@ def test_corrupted_archive(cifar10, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(
-        DataError, match=rf"{re.escape(str(path))} has MD5 \w+, expected {md5}.*dataset.data_dir"
+        DataError, match=rf"(?s){re.escape(str(path))} has MD5 \w+, expected {md5}.*dataset.data_dir"
     ) as caught:
         locate(tmp_path / "data", CIFAR10, tmp_path / "work", expected_md5=md5)
-    assert "replace" in str(caught.value)
+    assert "Replace it with the official file" in str(caught.value)
+    assert "dataset.verify_checksums: false" in str(caught.value)
     assert not (tmp_path / "work" / CIFAR10["folder"]).exists()
+
+
+def test_an_archive_of_other_bytes_is_read_when_checksums_are_off(cifar10, tmp_path):
+    """Official layout, other bytes (as every test archive): refused, unless the user
+    turns the check off (dataset.verify_checksums: false)."""
+    folder, _ = cifar10
+    packed(folder, CIFAR10, tmp_path / "data")
+    with pytest.raises(DataError, match=CIFAR10["md5"]):
+        locate(tmp_path / "data", CIFAR10, tmp_path / "work")
+    found = locate(tmp_path / "data", CIFAR10, tmp_path / "work", verify=False)
+    assert found == tmp_path / "work" / CIFAR10["folder"] and (found / "test_batch.bin").is_file()
 
 
 @pytest.mark.parametrize("spec", [CIFAR10, CIFAR100, STL10], ids=lambda spec: spec["folder"])
@@ -339,7 +351,7 @@ def test_md5(tmp_path):
     path.write_bytes(content)
     assert md5sum(path) == hashlib.md5(content).hexdigest()
     check_md5(path, hashlib.md5(content).hexdigest())
-    with pytest.raises(DataError, match=r"expected 0{32}.*set data.dir"):
+    with pytest.raises(DataError, match=r"(?s)expected 0{32}.*leave data.dir empty"):
         check_md5(path, "0" * 32, option="data.dir")
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import hashlib
 import shutil
+import socket
 import struct
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import yaml
 from selfsup.data.dataset import DataError
 from selfsup.data.generated import load_digits, make_synthetic
 from selfsup.data.idx import IDX_FILES, read_idx, read_idx_folder
-from selfsup.data.sources import FASHION, SOURCES, download, layout, load_dataset
+from selfsup.data.sources import FASHION, SOURCES, download, foreign_images, layout, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,8 +134,8 @@ def test_read_idx_folder_images_and_labels_disagree(tmp_path):
 
 
 def test_load_dataset_dispatch(tmp_path):
-    write_idx_folder(tmp_path)
-    assert load_dataset("mnist", tmp_path).x_train.shape == (6, 4, 5, 1)
+    write_idx_folder(tmp_path)  # not the official bytes: read without the checksum check
+    assert load_dataset("mnist", tmp_path, verify_checksums=False).x_train.shape == (6, 4, 5, 1)
     assert load_dataset("synthetic", n_train=10, n_test=2).x_train.shape == (10, 16, 16, 1)
     with pytest.raises(DataError, match="mnist needs its files: download them or set dataset.data_dir"):
         load_dataset("mnist")
@@ -162,7 +163,9 @@ def test_real_mnist(real_data_dir):
 
 @pytest.mark.realdata
 def test_real_fashion_mnist(real_data_dir):
-    data = load_dataset("fashion_mnist", real_data_dir("fashion-mnist"))
+    # The shared image files are rebuilt from another package (see its README): not the
+    # official bytes, so they are read as a user's own trusted files.
+    data = load_dataset("fashion_mnist", real_data_dir("fashion-mnist"), verify_checksums=False)
     assert data.x_train.shape == (60000, 28, 28, 1)
     assert data.x_test.shape == (10000, 28, 28, 1)
     # Fashion-MNIST is balanced: 6,000 training and 1,000 test images per class.
@@ -180,6 +183,91 @@ def test_published_md5_of_official_fashion_label_files(real_data_dir):
     for name in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         digest = hashlib.md5((folder / name).read_bytes()).hexdigest()
         assert digest == SOURCES["fashion_mnist"].files[name]
+
+
+# --- checksums of local files ---------------------------------------------------------
+
+
+def test_a_truncated_idx_gz_in_data_dir_names_the_file_and_its_checksum(tmp_path):
+    write_idx_folder(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    found = hashlib.md5(content[: len(content) // 2]).hexdigest()
+    expected = SOURCES["mnist"].files["train-images-idx3-ubyte.gz"]
+    with pytest.raises(DataError) as error:
+        load_dataset("mnist", tmp_path)
+    message = str(error.value)
+    assert str(path) in message and expected in message and found in message
+    assert "not a complete gzip file" in message
+    assert "download it again" in message and "leave dataset.data_dir empty" in message
+    assert "dataset.verify_checksums: false" in message
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw"])
+def test_idx_files_that_are_not_the_official_ones_are_refused_before_parsing(tmp_path, compress):
+    write_idx_folder(tmp_path, compress=compress)
+    name = "train-images-idx3-ubyte" + (".gz" if compress else "")
+    # Official decompressed content, compressed or not; published MD5 of the .gz
+    content = SOURCES["mnist"].contents["train-images-idx3-ubyte"]
+    with pytest.raises(DataError) as error:
+        load_dataset("mnist", tmp_path)
+    message = str(error.value)
+    assert str(tmp_path / name) in message and content in message
+    assert "corrupt or not the official one" in message
+    if compress:
+        assert SOURCES["mnist"].files[name] in message
+
+
+def with_checksums_of(folder, name="mnist"):
+    """Source `name` whose registered checksums are those of the IDX files in `folder`:
+    stands in for the official files, which tests do not ship."""
+    files = {
+        f"{stem}.gz": hashlib.md5((folder / f"{stem}.gz").read_bytes()).hexdigest()
+        for stem in IDX_FILES.values()
+    }
+    contents = {
+        stem: hashlib.md5(gzip.decompress((folder / f"{stem}.gz").read_bytes())).hexdigest()
+        for stem in IDX_FILES.values()
+    }
+    return dataclasses.replace(SOURCES[name], files=files, contents=contents)
+
+
+def test_official_content_is_accepted_raw_or_recompressed(tmp_path, monkeypatch):
+    official = tmp_path / "official"
+    write_idx_folder(official)
+    monkeypatch.setitem(SOURCES, "mnist", with_checksums_of(official))
+    assert load_dataset("mnist", official).x_train.shape == (6, 4, 5, 1)
+    other = tmp_path / "other"
+    other.mkdir()
+    for i, stem in enumerate(IDX_FILES.values()):
+        raw = gzip.decompress((official / f"{stem}.gz").read_bytes())
+        if i % 2:  # raw
+            (other / stem).write_bytes(raw)
+        else:  # compressed by another tool: other bytes, the same content
+            (other / f"{stem}.gz").write_bytes(gzip.compress(raw, compresslevel=1, mtime=12345))
+            assert (other / f"{stem}.gz").read_bytes() != (official / f"{stem}.gz").read_bytes()
+    assert load_dataset("mnist", other).x_train.shape == (6, 4, 5, 1)
+
+
+def test_a_damaged_foreign_source_names_its_setting(tmp_path):
+    write_idx_folder(tmp_path / "digits")
+    contamination = {"source": "mnist", "fraction": 0.1, "seed": 0, "folder": tmp_path / "digits"}
+    genuine = make_synthetic(n_train=20, n_test=4, image_size=28, num_classes=2)
+    with pytest.raises(DataError, match="leave dataset.contamination.data_dir empty"):
+        foreign_images(contamination, genuine)
+
+
+@pytest.mark.realdata
+def test_real_files_checked_against_the_official_content(real_data_dir):
+    """The shared MNIST files were recompressed (other bytes, official content): accepted.
+    The shared Fashion-MNIST images were rebuilt from another package: refused, by name."""
+    assert load_dataset("mnist", real_data_dir("mnist")).x_train.shape == (60000, 28, 28, 1)
+    folder = real_data_dir("fashion-mnist")
+    with pytest.raises(DataError, match="decompressed bytes have MD5") as error:
+        load_dataset("fashion_mnist", folder)
+    assert str(folder / "train-images-idx3-ubyte.gz") in str(error.value)
+    assert "f4a8712d7a061bf5bd6d2ca38dc4d50a" in str(error.value)
 
 
 # --- download ---------------------------------------------------------------------
@@ -213,7 +301,7 @@ def test_download_idx_accepts_matching_md5_and_reads_back(tmp_path, monkeypatch)
     paths = download("mnist", dest, origin=mirror.as_uri() + "/")
     assert sorted(p.name for p in paths) == sorted(md5s)
     assert all(p.parent == dest.resolve() for p in paths)
-    assert load_dataset("mnist", dest).x_train.shape == (6, 4, 5, 1)
+    assert load_dataset("mnist", dest, verify_checksums=False).x_train.shape == (6, 4, 5, 1)
 
     # A file already there with the right checksum is kept, not fetched again.
     shutil.rmtree(mirror)
@@ -230,6 +318,38 @@ def test_download_idx_refetches_a_corrupted_local_file(tmp_path, monkeypatch):
     target.write_bytes(b"half a download")
     download("mnist", dest, origin=mirror.as_uri() + "/")
     assert target.read_bytes() == (mirror / target.name).read_bytes()
+
+
+def closed_port() -> int:
+    """A localhost port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "option, lines",
+    [
+        ("dataset.data_dir", ["dataset:", "  name: fashion_mnist", "  data_dir: /path/to/folder"]),
+        (
+            "dataset.contamination.data_dir",
+            ["dataset:", "  contamination:", "    source: fashion_mnist", "    data_dir: /path/to/folder"],
+        ),
+    ],
+)
+def test_a_failed_download_names_the_file_and_the_offline_setting(tmp_path, option, lines):
+    origin = f"http://127.0.0.1:{closed_port()}/mirror/"
+    with pytest.raises(DataError) as error:
+        download("fashion_mnist", tmp_path, origin=origin, option=option)
+    message = str(error.value)
+    assert (
+        f"could not download train-images-idx3-ubyte.gz of fashion_mnist from {origin}train-images" in message
+    )
+    assert "\n".join(lines) in message  # YAML to paste, the files it needs listed
+    assert (
+        "holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz" in message
+    )
+    assert list(tmp_path.iterdir()) == []  # no partial file left
 
 
 # --- digits and synthetic -------------------------------------------------------------

@@ -7,6 +7,7 @@ A format spec is one of the dicts of `selfsup.data.formats` (CIFAR10, CIFAR100, 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -29,6 +30,20 @@ def md5sum(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# How a user fixes a file that fails its check; `option` names where the file came from.
+OPT_OUT = (
+    "to use files you trust that are not the official bytes (rebuilt or converted), set "
+    "dataset.verify_checksums: false"
+)
+
+
+def _fix(option: str) -> str:
+    return (
+        f"Replace it with the official file, or download it again (a downloaded file: delete it "
+        f"and run again; a file in {option}: leave {option} empty); {OPT_OUT}"
+    )
+
+
 def check_md5(path: str | Path, expected: str, option: str = "dataset.data_dir") -> None:
     """Raise DataError unless the file's MD5 is `expected`."""
     path = Path(path)
@@ -40,8 +55,38 @@ def check_md5(path: str | Path, expected: str, option: str = "dataset.data_dir")
     if actual != expected.lower():
         raise DataError(
             f"{path} has MD5 {actual}, expected {expected} (the published checksum): the file is "
-            f"corrupt or not the official one; replace it with the official file, or set {option} "
-            f"to a folder that holds it"
+            f"truncated, corrupt or not the official one.\n{_fix(option)}"
+        )
+
+
+def gunzipped_md5(path: str | Path) -> str:
+    """The MD5 of a gzip file's decompressed bytes, streamed 1 MiB at a time."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with gzip.open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_gzip(path: str | Path, expected: str, content: str, option: str = "dataset.data_dir") -> None:
+    """Raise DataError unless the .gz file is the official one (MD5 `expected`) or holds
+    the official bytes compressed by another tool (decompressed MD5 `content`)."""
+    path = Path(path)
+    actual = md5sum(path)
+    if actual == expected.lower():
+        return
+    try:
+        decompressed = gunzipped_md5(path)
+    except (EOFError, OSError, zlib.error) as error:  # truncated or not gzip at all
+        raise DataError(
+            f"{path} is not a complete gzip file ({error}); it has MD5 {actual}, expected {expected} "
+            f"(the published checksum).\n{_fix(option)}"
+        ) from None
+    if decompressed != content.lower():
+        raise DataError(
+            f"{path} has MD5 {actual}, expected {expected} (the published checksum), and its "
+            f"decompressed bytes have MD5 {decompressed}, not the official {content}: the file is "
+            f"corrupt or not the official one.\n{_fix(option)}"
         )
 
 
@@ -138,11 +183,14 @@ def locate(
     work_dir: str | Path,
     option: str = "dataset.data_dir",
     expected_md5: str | None = None,
+    verify: bool = True,
 ) -> Path:
     """The folder holding the extracted files of `spec`, extracting its archive from `folder` if need be.
 
     Looks for `folder/<spec folder>/<member>` or `folder/<member>`, then for
-    `folder/<archive>`, which is MD5-checked and extracted into `work_dir` (once).
+    `folder/<archive>`, which is MD5-checked (unless not `verify`) and extracted into
+    `work_dir` (once). An extracted folder has no published checksums: the readers check
+    its files' layout.
     """
     folder, work_dir = Path(folder), Path(work_dir)
     expected_md5 = expected_md5 or spec["md5"]
@@ -152,7 +200,8 @@ def locate(
             return candidate
     archive_path = folder / spec["archive"]
     if archive_path.is_file():
-        check_md5(archive_path, expected_md5, option)
+        if verify:
+            check_md5(archive_path, expected_md5, option)
         target = work_dir / spec["folder"]
         if not _missing(target, spec):
             return target

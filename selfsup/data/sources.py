@@ -10,7 +10,10 @@ fails when the schema disagrees).
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +43,14 @@ class Layout:
 class Source:
     """One dataset: its files, layout, options and loader.
 
-    `load(folder, work_dir, **options)` reads the dataset from `folder` (the download
-    folder or `dataset.data_dir`); archives are extracted into `work_dir`.
+    `load(folder, work_dir, verify, option, files, contents, **options)` reads the dataset
+    from `folder` (the download folder or the study setting `option`), checking its files
+    against the entry's `files` and `contents` checksums when `verify`; archives are
+    extracted into `work_dir`.
     `files` maps each official file to its published MD5; empty when nothing is
-    downloaded. `choices` lists the allowed values of string options.
+    downloaded. `contents` maps the decompressed name of each gzip-compressed file (the
+    IDX files) to the MD5 of its decompressed bytes, which a folder may hold raw or
+    compressed by another tool. `choices` lists the allowed values of string options.
     """
 
     description: str
@@ -53,6 +60,7 @@ class Source:
     choices: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
     origin: str = ""
+    contents: dict = field(default_factory=dict)
 
     @property
     def needs_files(self) -> bool:
@@ -198,19 +206,32 @@ def _fixed(layout: Layout) -> Callable[[dict], Layout]:
 
 
 def _idx(class_names):
-    def load(folder, work_dir=None):
+    def load(folder, work_dir=None, verify=True, option="dataset.data_dir", files=None, contents=None):
         if folder is None:
             raise DataError("this source needs a folder of IDX files (download or dataset.data_dir)")
+        if verify:
+            _check_idx_files(Path(folder), files, contents, option)
         return read_idx_folder(folder, class_names)
 
     return load
 
 
+def _check_idx_files(folder: Path, files: dict, contents: dict, option: str) -> None:
+    """Every IDX file in `folder` (.gz or raw) against its checksums, before it is parsed."""
+    for name, md5 in files.items():
+        stem = name.removesuffix(".gz")
+        if (folder / name).is_file():
+            archives.check_gzip(folder / name, md5, contents[stem], option)
+        elif (folder / stem).is_file():
+            archives.check_md5(folder / stem, contents[stem], option)
+        # A missing file is reported by the reader, with the names it looks for.
+
+
 def _archive(spec: dict, reader):
-    def load(folder, work_dir, **options):
+    def load(folder, work_dir, verify=True, option="dataset.data_dir", files=None, contents=None, **options):
         if folder is None:
             raise DataError(f"{spec['archive']} is needed (download or dataset.data_dir)")
-        return reader(archives.locate(folder, spec, work_dir), **options)
+        return reader(archives.locate(folder, spec, work_dir, option, verify=verify), **options)
 
     return load
 
@@ -220,6 +241,12 @@ def _cifar100_layout(options: dict) -> Layout:
 
 
 def _synthetic_layout(options: dict) -> Layout:
+    # Limits of make_synthetic: a ground line (2 rows) and a glyph of at least 3 pixels
+    # with room to move; messages start with the option's name (study: dataset.options.<key>).
+    least = {"n_train": 1, "n_test": 1, "image_size": 6, "num_classes": 1, "seed": 0}
+    for key, low in least.items():
+        if options[key] < low:
+            raise DataError(f"{key}: {options[key]!r} is too small; allowed: an integer of at least {low}")
     size = options["image_size"]
     names = tuple(f"glyph{c}" for c in range(options["num_classes"]))
     return Layout(options["n_train"], options["n_test"], (size, size, 1), names)
@@ -243,6 +270,14 @@ SOURCES: dict[str, Source] = {
             "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
         },
         origin="https://ossci-datasets.s3.amazonaws.com/mnist/",
+        # MD5s of the decompressed official files (md5sum of the gunzipped .gz above; other
+        # projects list the same values): a folder may hold them raw or recompressed.
+        contents={
+            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+        },
     ),
     "fashion_mnist": Source(
         description="Fashion-MNIST, 28x28 grayscale, 60,000 train / 10,000 test",
@@ -255,6 +290,12 @@ SOURCES: dict[str, Source] = {
             "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
         },
         origin="https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+        contents={  # as for mnist
+            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+        },
     ),
     "cifar10": Source(
         description="CIFAR-10 (binary version), 32x32x3, 50,000 train / 10,000 test",
@@ -318,12 +359,21 @@ def layout(name: str, options: dict | None = None) -> Layout:
 
 
 def load_dataset(
-    name: str, folder: str | Path | None = None, work_dir: str | Path | None = None, **options
+    name: str,
+    folder: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    *,
+    verify_checksums: bool = True,
+    option: str = "dataset.data_dir",
+    **options,
 ) -> Dataset:
     """Load source `name` from `folder`, extracting archives into `work_dir`.
 
-    Large image arrays may be views on files in `work_dir`: copy them before removing it
-    (`prepare` does both). The class names found must be the registry's.
+    Official files are checked against their published checksums before they are parsed
+    (`verify_checksums`: dataset.verify_checksums); `option` is the study setting that
+    names `folder`, for the messages. Large image arrays may be views on files in
+    `work_dir`: copy them before removing it (`prepare` does both). The class names found
+    must be the registry's.
     """
     source = get_source(name)
     options = {**source.options, **options}
@@ -331,11 +381,19 @@ def load_dataset(
         dataset = source.load(None, None, **options)
     else:
         if folder is None:
-            raise DataError(f"{name} needs its files: download them or set dataset.data_dir")
+            raise DataError(f"{name} needs its files: download them or set {option}")
         folder = Path(folder)
         if not folder.is_dir():
-            raise DataError(f"dataset.data_dir {folder} is not a folder")
-        dataset = source.load(folder, work_dir, **options)
+            raise DataError(f"{option} {folder} is not a folder")
+        dataset = source.load(
+            folder,
+            work_dir,
+            verify=verify_checksums,
+            option=option,
+            files=source.files,
+            contents=source.contents,
+            **options,
+        )
     expected = list(source.layout(options).class_names)
     if list(dataset.class_names) != expected:
         raise DataError(
@@ -345,14 +403,22 @@ def load_dataset(
     return dataset
 
 
-def foreign_images(contamination: dict, dataset: Dataset, work_dir=None) -> Foreign:
+def foreign_images(
+    contamination: dict, dataset: Dataset, work_dir=None, verify_checksums: bool = True
+) -> Foreign:
     """Training images of the source `contamination["source"]` (its default options, read
     from `contamination["folder"]`) to mix into `dataset`: as many as make up
     `fraction` of its training images (rounded up), a random choice drawn with `seed`."""
     name, fraction = contamination["source"], contamination["fraction"]
     seed = contamination.get("seed", 0)
     try:
-        source = load_dataset(name, contamination.get("folder"), work_dir)
+        source = load_dataset(
+            name,
+            contamination.get("folder"),
+            work_dir,
+            verify_checksums=verify_checksums,
+            option="dataset.contamination.data_dir",
+        )
     except DataError as error:  # its messages name dataset.data_dir: say whose files these are
         raise DataError(
             f"dataset.contamination.source {name}: {error} (for the foreign source, read "
@@ -376,19 +442,28 @@ def foreign_images(contamination: dict, dataset: Dataset, work_dir=None) -> Fore
     return Foreign(images, index.astype(np.int64), name, float(fraction), int(seed))
 
 
-def prepare(name: str, folder, options: dict, path, meta: dict, contamination: dict | None = None) -> None:
+def prepare(
+    name: str,
+    folder,
+    options: dict,
+    path,
+    meta: dict,
+    contamination: dict | None = None,
+    verify_checksums: bool = True,
+) -> None:
     """Load source `name` and write it to `path` (selfsup.artifacts' dataset layout).
 
     Archives are extracted into a temporary folder beside `path` (the data folder may be
     read-only, and /tmp too small for STL-10), removed once the images are copied out.
     `contamination` ({source, fraction, seed, folder}): append foreign training images
     of another source after the training images, labeled -1 (see `foreign_images`).
+    `verify_checksums`: check both sources' files against their published checksums.
     """
     from selfsup import artifacts
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".extract-", dir=Path(path).parent) as work_dir:
-        dataset = load_dataset(name, folder, work_dir, **options)
+        dataset = load_dataset(name, folder, work_dir, verify_checksums=verify_checksums, **options)
         print(
             f"{name}: train {dataset.x_train.shape}, test {dataset.x_test.shape}, unlabeled "
             f"{None if dataset.x_unlabeled is None else dataset.x_unlabeled.shape}",
@@ -396,7 +471,7 @@ def prepare(name: str, folder, options: dict, path, meta: dict, contamination: d
         )
         foreign = None
         if contamination:
-            foreign = foreign_images(contamination, dataset, Path(work_dir) / "foreign")
+            foreign = foreign_images(contamination, dataset, Path(work_dir) / "foreign", verify_checksums)
             print(
                 f"contamination: {len(foreign.images)} {foreign.source} training images appended "
                 f"(fraction {foreign.fraction}, seed {foreign.seed})",
@@ -405,33 +480,62 @@ def prepare(name: str, folder, options: dict, path, meta: dict, contamination: d
         artifacts.write_dataset(path, dataset, meta, foreign=foreign)
 
 
-def download(name: str, dest: str | Path, origin: str | None = None) -> list[Path]:
+_TIMEOUT = 60  # seconds without a byte before a download counts as failed
+
+
+def offline_setting(name: str, option: str = "dataset.data_dir") -> str:
+    """The study lines that serve source `name` from a local folder, for `option`
+    (dataset.data_dir or dataset.contamination.data_dir), naming the files it must hold."""
+    folder = f"data_dir: /path/to/folder  # holding {', '.join(get_source(name).files)}"
+    if option == "dataset.contamination.data_dir":
+        return (
+            f"dataset:\n  contamination:\n    source: {name}\n    {folder}\n"
+            "(on the command line: --config 'dataset={contamination: {data_dir: /path/to/folder}}')"
+        )
+    return f"dataset:\n  name: {name}\n  {folder}\n(on the command line: --config 'dataset={{data_dir: /path/to/folder}}')"
+
+
+def download(
+    name: str, dest: str | Path, origin: str | None = None, option: str = "dataset.data_dir"
+) -> list[Path]:
     """Download the official files of `name` into `dest`, verifying published MD5s.
 
-    Uses Keras' downloader, which skips files already present with the right checksum.
-    `origin` overrides the mirror (any URL prefix, file:// included).
+    A file already there with the right checksum is kept. Each file is fetched to a
+    `.partial` sibling and renamed only once its checksum matches, so a failed or killed
+    download never leaves a file that looks complete. `origin` overrides the mirror (any
+    URL prefix, file:// included). A file that cannot be fetched names its URL and shows
+    the `option` setting (dataset.data_dir, or the contamination's) that serves offline
+    machines.
     """
-    import keras
-
     source = get_source(name)
     dest = Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
     for filename, md5 in source.files.items():
+        target = dest / filename
+        if target.is_file() and archives.md5sum(target) == md5:
+            paths.append(target)
+            continue
         url = (origin or source.origin) + filename
+        partial = target.with_name(f"{filename}.partial")
+        print(f"downloading {url}", flush=True)
         try:
-            got = Path(
-                keras.utils.get_file(
-                    fname=filename,
-                    origin=url,
-                    file_hash=md5,
-                    hash_algorithm="md5",
-                    cache_dir=str(dest),
-                    cache_subdir=".",
-                )
+            with urllib.request.urlopen(url, timeout=_TIMEOUT) as response, open(partial, "wb") as f:
+                shutil.copyfileobj(response, f, archives.BLOCK)
+        except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts; ValueError: a bad URL
+            partial.unlink(missing_ok=True)
+            raise DataError(
+                f"could not download {filename} of {name} from {url} ({error}).\n"
+                f"Without internet, put the official files in a folder and set in the study:\n"
+                f"{offline_setting(name, option)}"
+            ) from None
+        actual = archives.md5sum(partial)
+        if actual != md5:
+            partial.unlink()  # never leave a bad file that looks downloaded
+            raise DataError(
+                f"{url}: {filename} fails its published MD5 check: expected {md5}, got {actual} "
+                f"(an interrupted download or a wrong mirror); run again to re-download"
             )
-        except ValueError as error:  # Keras' words for a checksum mismatch
-            (dest / filename).unlink(missing_ok=True)  # never leave a bad file that looks downloaded
-            raise DataError(f"{url} fails its published MD5 check ({md5}): {error}") from None
-        paths.append(got)
+        os.replace(partial, target)
+        paths.append(target)
     return paths
