@@ -2,16 +2,35 @@
 #   snakemake --cores all
 # or a reference study with
 #   snakemake --cores all --configfile studies/rotnet_mnist.yaml
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("9.0")
 
+from selfsup.study import StudyError, coerce_command_line, load_schema, read_yaml
 
 # A study file given with --configfile replaces the default study instead of being
 # merged into it, so keys of the default never leak into another study.
 if not workflow.overwrite_configfiles:
+    # Snakemake's own error for a YAML syntax error has no line number.
+    if Path("config.yaml").exists():
+        try:
+            read_yaml("config.yaml")
+        except StudyError as error:
+            raise WorkflowError(str(error)) from None
 
     configfile: "config.yaml"
+
+
+# `--config seeds=[1]` gives strings inside lists and mappings: read them as the
+# schema's numbers, so command-line overrides of lists work.
+_schema = load_schema(Path(workflow.basedir) / "schemas" / "study.schema.yaml")
+for _key in workflow.config_settings.config:
+    config[_key] = coerce_command_line(
+        config[_key], _schema["properties"].get(_key, {}), _schema
+    )
 
 
 include: "rules/common.smk"

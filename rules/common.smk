@@ -1,20 +1,38 @@
 import hashlib
+import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from selfsup import downstream as protocols
 from selfsup.data import sources
 from selfsup.jobs import digest
-from selfsup.pretext import get_method, has_pseudo_labels
-from selfsup.study import StudyError, check_study, downstream_settings
+from selfsup.study import (
+    StudyError,
+    check_schema,
+    checked_study,
+    downstream_settings,
+    fill_defaults,
+    load_schema,
+)
 
-validate(config, "../schemas/study.schema.yaml")
+# TensorFlow's C++ start-up messages, when a full check imports it, drown the error.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 try:
-    STUDY = check_study(config)
+    # Strict and concise (integers are ints; an unknown key lists the allowed ones),
+    # then the defaults as snakemake.utils.validate fills them (without its slow reload).
+    SCHEMA = load_schema(Path(workflow.basedir) / "schemas" / "study.schema.yaml")
+    check_schema(config, SCHEMA)
+    fill_defaults(config, SCHEMA)
+    # Cached by the study's and the library's hash: cluster jobs and re-runs parse the
+    # workflow again without importing TensorFlow or building models.
+    STUDY, FACTS = checked_study(config, cache_dir=".snakemake/selfsup")
 except StudyError as error:
     raise WorkflowError(f"Invalid study file: {error}") from None
+# selfsup.downstream and selfsup.pretext import Keras; the rules below need only these
+# facts of them, which come with the cached check.
+protocols = FACTS  # CLASSIFIER_PATTERN, POOL_PROTOCOLS, uses_pretext()
+get_method = FACTS.get_method  # .code_files()
+has_pseudo_labels = FACTS.has_pseudo_labels
 
 RESULTS = f"results/{STUDY['study']}"
 DATASET = STUDY["dataset"]["name"]

@@ -10,7 +10,11 @@ values to its jobs, and raises StudyError naming the key and the allowed values.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
+import re
+from pathlib import Path
 
 from selfsup import augment, schedules, training
 from selfsup.data import sources
@@ -20,6 +24,205 @@ from selfsup.data.splits import OWN_UNLABELED, fraction_split
 
 class StudyError(ValueError):
     """The study file asks for something the pipeline cannot do."""
+
+
+# --- reading and the schema: cheap, before anything imports TensorFlow ---------------
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """A study file as a dict; a YAML syntax error names the file, line and column
+    (Snakemake's own loader drops them)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = yaml.load(f, Loader=_yaml_loader())  # noqa: S506 - a safe loader
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        raise StudyError(f"{where}: YAML syntax error: {err.problem or err.context}") from None
+    if not isinstance(value, dict):
+        raise StudyError(f"{path}: a study is a mapping of keys (study, dataset, ...), got {value!r}")
+    return value
+
+
+def _yaml_loader():
+    """libyaml's loader when PyYAML has it: it reads the schema in 8 ms, the Python one in 73 ms."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_schema(path: str | os.PathLike) -> dict:
+    import yaml
+
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_yaml_loader())  # noqa: S506 - a safe loader
+
+
+def _strict_validator(schema: dict):
+    """A JSON-schema validator whose integers are Python ints: jsonschema's own takes 2.0
+    (and Snakemake's validate with it), which then crashes a job that needs a count."""
+    from jsonschema import Draft202012Validator, validators
+
+    def is_integer(checker, value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", is_integer)
+    return validators.extend(Draft202012Validator, type_checker=checker)(schema)
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    """`schema` with a local $ref ("#/$defs/x") replaced by its target."""
+    while isinstance(schema, dict) and "$ref" in schema:
+        target = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _location(path) -> str:
+    where = ""
+    for part in path:
+        where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+    return where or "the study"
+
+
+def _properties(schema: dict, root: dict) -> dict:
+    """The properties of an object schema, those of its allOf parts included (a stage's
+    own `epochs: {}` only marks the key; its definition is in the shared training part)."""
+    schema = _resolve(schema, root)
+    found = {}
+    for part in schema.get("allOf", []):
+        found.update(_properties(part, root))
+    for key, definition in schema.get("properties", {}).items():
+        if definition or key not in found:
+            found[key] = definition
+    return found
+
+
+def _keys_allowed(schema: dict, root: dict) -> list[str]:
+    return sorted(_properties(schema, root))
+
+
+def _describe(schema: dict, root: dict) -> str:
+    """What `schema` allows, in words: "an integer >= 0 and <= 4294967295", "'all'"."""
+    schema = _resolve(schema, root)
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    for key in ("oneOf", "anyOf"):
+        if key in schema:
+            return " or ".join(_describe(part, root) for part in schema[key])
+    types = schema.get("type", "any value")
+    names = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+             "array": "a list", "object": "a mapping", "null": "null"}  # fmt: skip
+    text = " or ".join(names.get(t, t) for t in ([types] if isinstance(types, str) else types))
+    bounds = [(">=", "minimum"), (">", "exclusiveMinimum"), ("<=", "maximum"), ("<", "exclusiveMaximum")]
+    limits = [f"{op} {schema[key]}" for op, key in bounds if key in schema]
+    if limits:
+        text += " " + " and ".join(limits)
+    if "items" in schema:
+        text += f" of {_describe(schema['items'], root)}"
+    if "minItems" in schema or "maxItems" in schema:
+        text += f" ({schema.get('minItems', 0)} to {schema.get('maxItems', 'any number of')} items)"
+    return text
+
+
+def _message(error, root: dict) -> str:
+    """One line for a jsonschema error: the key, what was given, what is allowed."""
+    where = _location(error.absolute_path)
+    value = error.instance
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        allowed = _keys_allowed(error.schema, root)
+        unknown = sorted(set(value) - set(allowed)) if allowed else sorted(value)
+        return (
+            f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(allowed) or 'none'}"
+        )
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator == "propertyNames":
+        return f"{where}: bad name {error.instance!r}: {error.message}"
+    if error.validator == "uniqueItems":
+        return f"{where}: {value!r} lists a value twice; every item must be different"
+    if error.validator == "pattern":
+        return f"{where}: {value!r} does not match {error.validator_value!r}"
+    given = f"{value!r} ({type(value).__name__})" if error.validator == "type" else repr(value)
+    if error.validator in ("minItems", "maxItems"):
+        return f"{where}: {given} has {len(value)} item(s); allowed: {_describe(error.schema, root)}"
+    return f"{where}: {given} given; allowed: {_describe(error.schema, root)}"
+
+
+def check_schema(config: dict, schema: dict) -> None:
+    """Raise StudyError with one concise line for the first place where `config` breaks
+    `schema` (instead of the schema dump Snakemake prints), integers strictly ints."""
+    from jsonschema.exceptions import relevance
+
+    errors = list(_strict_validator(schema).iter_errors(config))
+    if errors:
+        # jsonschema's own ranking (as its best_match): a missing or unknown key first.
+        error = max(errors, key=relevance)
+        more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+        raise StudyError(_message(error, schema) + more)
+
+
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """`config` with every schema default filled in, in place and returned: the recipe of
+    jsonschema's FAQ that snakemake.utils.validate uses, with each default copied (never
+    shared with the schema). Call after check_schema."""
+    from jsonschema import Draft202012Validator, validators
+
+    validate_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        for name, subschema in properties.items():
+            if isinstance(instance, dict) and "default" in subschema:
+                instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    validators.extend(Draft202012Validator, {"properties": set_defaults})(schema).validate(config)
+    return config
+
+
+def coerce_command_line(value, schema: dict, root: dict | None = None):
+    """`value` from `snakemake --config key=value`, whose scalars Snakemake parses as
+    strings inside lists and mappings (`seeds=[1, 2]` gives ['1', '2']): strings where
+    the schema wants a number, boolean or null are read as YAML scalars."""
+    import yaml
+
+    root = root or schema
+    schema = _resolve(schema, root)
+    if isinstance(value, dict):
+        properties = _properties(schema, root)
+        extra = schema.get("additionalProperties")
+        return {
+            key: coerce_command_line(
+                item, properties.get(key, extra if isinstance(extra, dict) else {}), root
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [coerce_command_line(item, schema.get("items", {}), root) for item in value]
+    if isinstance(value, str):
+        wanted = set()
+        for part in [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]:
+            part = _resolve(part, root)
+            if value in [part.get("const"), *part.get("enum", [])]:
+                return value  # a keyword such as the budget "all"
+            if "const" not in part and "enum" not in part:
+                types = part.get("type", [])
+                wanted.update([types] if isinstance(types, str) else types)
+        if "string" not in wanted and wanted & {"integer", "number", "boolean", "null"}:
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                return value
+            if parsed is None or isinstance(parsed, (int, float)):
+                return parsed
+        elif value in ("null", "~") and "null" in wanted:
+            return None
+    return value
 
 
 def check_dataset(dataset: dict, split: dict | None = None) -> sources.Layout:
@@ -38,7 +241,15 @@ def check_dataset(dataset: dict, split: dict | None = None) -> sources.Layout:
             )
     if dataset.get("data_dir") and not source.needs_files:
         raise StudyError(f"dataset.data_dir: {dataset['name']} reads no files; remove data_dir")
-    layout = sources.layout(dataset["name"], dataset["options"])
+    try:
+        layout = sources.layout(dataset["name"], dataset["options"])
+    except DataError as err:
+        raise StudyError(f"dataset.options.{err}") from None
+    if len(layout.class_names) < 2:
+        raise StudyError(
+            f"dataset: {dataset['name']} with these options has {len(layout.class_names)} class(es); "
+            "a classifier needs at least 2 (accuracy would be 1.0 by construction)"
+        )
     dataset["contamination"] = check_contamination(dataset, layout, split)
     return layout
 
@@ -116,7 +327,16 @@ def check_options(where: str, options: dict, defaults: dict) -> dict:
             raise StudyError(
                 f"{where}.{key}: expected {type(default).__name__} like {default!r}, got {value!r}"
             )
+        # Items of a list of ints (filters, dense units) are ints too: 4.0 filters crash a job.
+        if isinstance(default, (list, tuple)) and default and _all_ints(default) and not _all_ints(value):
+            raise StudyError(
+                f"{where}.{key}: expected a list of integers like {list(default)!r}, got {value!r}"
+            )
     return merged
+
+
+def _all_ints(values) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
 def _range_size(split: dict, key: str, size: int) -> int:
@@ -207,10 +427,41 @@ def check_monitors(where: str, settings: dict, reported: list[str]) -> None:
                 )
 
 
+def _one_line(err: Exception) -> str:
+    """Keras' multi-line, colored layer error as one line: the layer and what it says."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if lines[0].startswith("Exception encountered when calling") and len(lines) > 1:
+        return f"{lines[0].removeprefix('Exception encountered when calling ').rstrip('.')}: {lines[1]}"
+    return " ".join(lines)
+
+
+def check_training_sections(study: dict, channels: int) -> None:
+    """The training settings of every stage, and the monitors of the stages whose
+    metrics are known without their models (downstream: loss and accuracy)."""
+    for name, entry in study["pretext"].items():
+        check_training(f"pretext.{name}", entry, channels)
+    check_training("outliers", study["outliers"], channels)
+    check_monitors("outliers", study["outliers"], ["loss"])
+    settings = study["downstream"]
+    for protocol in settings.get("overrides", {}):
+        if protocol not in settings["protocols"]:
+            raise StudyError(
+                f"downstream.overrides.{protocol}: not one of downstream.protocols {settings['protocols']}"
+            )
+    for protocol in settings["protocols"]:
+        where = (
+            "downstream"
+            if protocol not in settings.get("overrides", {})
+            else f"downstream.overrides.{protocol}"
+        )
+        check_training(where, downstream_settings(study, protocol), channels)
+        check_monitors(where, downstream_settings(study, protocol), ["loss", "accuracy"])
+
+
 def check_study(config: dict) -> dict:
     """Validate what the schema cannot; return the study with all defaults filled in."""
-    from selfsup import downstream, encoders, pretext
-
     study = json.loads(json.dumps(config))  # also breaks aliasing of schema defaults
     layout = check_dataset(study["dataset"], study["split"])
     image_shape = layout.image_shape
@@ -218,13 +469,32 @@ def check_study(config: dict) -> dict:
     split = study["split"]
     labeled = labeled_pool_size(split, layout, study["seeds"])
     _range_size(split, "test", layout.n_test)
+    if labeled < 2:
+        raise StudyError(
+            f"split: a labeled pool of {labeled} image(s) holds one class at most; "
+            "a classifier needs at least 2 labeled images"
+        )
     for budget in study["budgets"]:
         if budget != "all" and budget > labeled:
             raise StudyError(
                 f"budgets: {budget} labels exceed the labeled pool of {labeled} (split); "
                 f"use budgets <= {labeled} or 'all'"
             )
+        if budget == 1:
+            raise StudyError(
+                "budgets: 1 label is one class, so its classifier would be right by construction; "
+                "use budgets of at least 2"
+            )
+        if budget == labeled and "all" in study["budgets"]:
+            raise StudyError(
+                f"budgets: {budget} and 'all' are the same {labeled} labeled images (split), so the "
+                "same classifiers would train twice; remove one of them"
+            )
     normalization = study["dataset"].get("normalization", "none")
+    check_training_sections(study, image_shape[-1])
+
+    # Only now import what imports Keras (seconds): the checks above need none of it.
+    from selfsup import downstream, encoders, pretext
 
     encoder = study["encoder"]
     try:
@@ -236,7 +506,13 @@ def check_study(config: dict) -> dict:
     def build_encoder():
         return encoders.build_encoder(encoder["name"], image_shape, **encoder["options"])
 
-    model = build_encoder()
+    try:
+        model = build_encoder()
+    except ValueError as err:
+        raise StudyError(
+            f"encoder: {encoder['name']} cannot take {study['dataset']['name']} images of "
+            f"{'x'.join(map(str, image_shape))}: {_one_line(err)}"
+        ) from None
 
     for name, entry in study["pretext"].items():
         entry.setdefault("method", name)
@@ -245,7 +521,6 @@ def check_study(config: dict) -> dict:
         except KeyError as err:
             raise StudyError(f"pretext.{name}.method: {err.args[0]}") from None
         entry["options"] = check_options(f"pretext.{name}.options", entry.get("options", {}), method.OPTIONS)
-        check_training(f"pretext.{name}", entry, image_shape[-1])
         if getattr(method, "PIXEL_TARGETS", False) and normalization != "none":
             raise StudyError(
                 f"pretext.{name}: {entry['method']} reconstructs pixels in [0, 1], so it cannot take "
@@ -257,7 +532,7 @@ def check_study(config: dict) -> dict:
             # reveal (an autoencoder code as wide as the image), before any job runs.
             method.build(build_encoder(), entry["options"], augmentation=None)
         except ValueError as err:
-            raise StudyError(f"pretext.{name}.options: {err}") from None
+            raise StudyError(f"pretext.{name}.options: {_one_line(err)}") from None
         watched = ["knn_accuracy"] if split.get("monitor", 0) else []
         knn = entry.get("knn_monitor") or {}
         for section in ("early_stopping", "reduce_on_plateau", "keep_best"):
@@ -278,23 +553,12 @@ def check_study(config: dict) -> dict:
         raise StudyError(
             f"downstream.protocols: {needs_pretext} need a pretext method; add one under pretext"
         )
-    for protocol in settings.get("overrides", {}):
-        if protocol not in protocols:
-            raise StudyError(f"downstream.overrides.{protocol}: not one of downstream.protocols {protocols}")
-    for protocol in protocols:
-        where = (
-            "downstream"
-            if protocol not in settings.get("overrides", {})
-            else f"downstream.overrides.{protocol}"
-        )
-        check_training(where, downstream_settings(study, protocol), image_shape[-1])
-        check_monitors(where, downstream_settings(study, protocol), ["loss", "accuracy"])
     try:
         features = downstream.truncate(model, settings.get("feature_layer"))
         for protocol in protocols:
             downstream.apply_protocol(features, downstream.classifier_protocol(protocol, pretrained=True))
     except ValueError as err:
-        raise StudyError(f"downstream: {err}") from None
+        raise StudyError(f"downstream: {_one_line(err)}") from None
     return study
 
 
@@ -330,8 +594,6 @@ def check_pools(study: dict, image_shape) -> None:
         scorer.check(entry["options"])
     except ValueError as err:
         raise StudyError(f"outliers.options.{err}") from None
-    check_training("outliers", entry, image_shape[-1])
-    check_monitors("outliers", entry, ["loss"])
 
     rounds = study["self_training"]
     if not isinstance(rounds["rounds"], int) or rounds["rounds"] < 1:
@@ -356,7 +618,7 @@ def check_pools(study: dict, image_shape) -> None:
             model = encoders.build_encoder(encoder["name"], image_shape, **encoder["options"])
             joint.build_joint(model, 2, study["joint"], head=study["downstream"].get("head"))
         except ValueError as err:
-            raise StudyError(f"joint: {err}") from None
+            raise StudyError(f"joint: {_one_line(err)}") from None
 
 
 def downstream_settings(study: dict, protocol: str) -> dict:
@@ -364,3 +626,132 @@ def downstream_settings(study: dict, protocol: str) -> dict:
     settings = study["downstream"]
     shared = {k: v for k, v in settings.items() if k not in ("protocols", "overrides")}
     return {**shared, **settings.get("overrides", {}).get(protocol, {})}
+
+
+# --- the checked study, cached: a parse that finds it never imports TensorFlow ----------
+
+LIBRARY = Path(__file__).resolve().parent
+
+
+def library_digest() -> str:
+    """Hash of every library source file: check_study's verdict depends on the registries,
+    encoders and methods, so any edit of them invalidates the cached checks."""
+    digest = hashlib.sha256()
+    for path in sorted(LIBRARY.rglob("*.py")):
+        digest.update(path.relative_to(LIBRARY).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class WorkflowFacts:
+    """What the rules need from selfsup.downstream and selfsup.pretext (which import
+    Keras), computed by the full check and cached with it, under the same names:
+    CLASSIFIER_PATTERN, POOL_PROTOCOLS, uses_pretext(protocol), get_method(name).code_files(),
+    has_pseudo_labels(name)."""
+
+    def __init__(self, facts: dict):
+        self.facts = facts
+        self.CLASSIFIER_PATTERN = facts["classifier_pattern"]
+        self.POOL_PROTOCOLS = tuple(facts["pool_protocols"])
+
+    @classmethod
+    def of(cls, study: dict) -> WorkflowFacts:
+        from selfsup import downstream, pretext
+
+        methods = {entry["method"] for entry in study["pretext"].values()}
+        return cls(
+            {
+                "classifier_pattern": downstream.CLASSIFIER_PATTERN,
+                "pool_protocols": list(downstream.POOL_PROTOCOLS),
+                # Every protocol a rule of this study can ask about: its own, and the fixed ones.
+                "uses_pretext": {
+                    p: downstream.uses_pretext(p)
+                    for p in [
+                        *study["downstream"]["protocols"],
+                        *downstream.BASELINES,
+                        *downstream.POOL_PROTOCOLS,
+                    ]
+                },
+                "methods": {
+                    name: {
+                        "code_files": pretext.get_method(name).code_files(),
+                        "pseudo_labels": pretext.has_pseudo_labels(name),
+                    }
+                    for name in sorted(methods)
+                },
+            }
+        )
+
+    def uses_pretext(self, protocol: str) -> bool:
+        try:
+            return self.facts["uses_pretext"][protocol]
+        except KeyError:
+            raise StudyError(
+                f"protocol {protocol!r} is not in downstream.protocols {list(self.facts['uses_pretext'])}"
+            ) from None
+
+    def _method(self, name: str) -> dict:
+        try:
+            return self.facts["methods"][name]
+        except KeyError:
+            raise StudyError(f"pretext method {name!r} is not in the study") from None
+
+    def get_method(self, name: str):
+        files = list(self._method(name)["code_files"])
+        return type("MethodFacts", (), {"code_files": staticmethod(lambda: list(files))})()
+
+    def has_pseudo_labels(self, name: str) -> bool:
+        return self._method(name)["pseudo_labels"]
+
+
+def checked_study(config: dict, cache_dir: str | os.PathLike | None = None) -> tuple[dict, WorkflowFacts]:
+    """check_study(config) and the workflow's facts, read from `cache_dir` when the same
+    study (after schema defaults) was checked by the same library code before: every
+    cluster job and every re-run parses the workflow again, and the full check builds
+    Keras models. A failing study is never cached, so its error shows on every parse."""
+    key = hashlib.sha256(
+        # Not sort_keys: key order is part of the study (the order of pretext runs).
+        json.dumps(config, default=str).encode() + library_digest().encode()
+    ).hexdigest()[:24]
+    path = Path(cache_dir) / f"study-{key}.json" if cache_dir is not None else None
+    if path is not None and path.exists():
+        try:
+            cached = json.loads(path.read_text())
+            return cached["study"], WorkflowFacts(cached["facts"])
+        except (ValueError, KeyError):
+            pass  # a damaged cache entry: check again and rewrite it
+    # JSON round trip: the study's values are the same whether cached or not (lists, not
+    # tuples), so the params Snakemake records never flip between parses.
+    study = json.loads(json.dumps(check_study(config)))
+    facts = WorkflowFacts.of(study)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps({"study": study, "facts": facts.facts}))
+        os.replace(partial, path)  # atomic: concurrent parses never read half a file
+    return study, facts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m selfsup.study STUDY.yaml...`: check study files as the workflow does,
+    without Snakemake; a YAML syntax error names its line (Snakemake's `--configfile`
+    reader drops it)."""
+    import sys
+
+    schema = load_schema(LIBRARY.parent / "schemas" / "study.schema.yaml")
+    failed = 0
+    for path in argv if argv is not None else sys.argv[1:]:
+        try:
+            config = read_yaml(path)
+            check_schema(config, schema)
+            check_study(fill_defaults(config, schema))
+            print(f"{path}: ok")
+        except StudyError as err:
+            message = str(err)
+            print(message if message.startswith(str(path)) else f"{path}: {message}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -87,6 +87,7 @@ _STUDY = {
         "options": {"n_train": 256, "n_test": 64, "image_size": 16, "num_classes": 4, "seed": 0},
         "normalization": "none",
         "contamination": None,
+        "verify_checksums": True,
     },
     "split": {
         "labeled": [0, 128],
@@ -96,6 +97,7 @@ _STUDY = {
         "folds": False,
         "monitor": 0,
     },
+    "threads": 2,
     "seeds": [1, 2],
     "budgets": [16, 64],
     "encoder": copy.deepcopy(TINY_ENCODER),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -16,10 +17,15 @@ from selfsup.study import (
     StudyError,
     check_dataset,
     check_options,
+    check_schema,
     check_study,
     check_training,
+    checked_study,
+    coerce_command_line,
     downstream_settings,
     labeled_pool_size,
+    load_schema,
+    read_yaml,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,8 +140,11 @@ def test_budget_above_labeled_pool(study):
     assert "(split); use budgets <= 128 or 'all'" in str(err.value)
 
 
-def test_budget_all_and_whole_pool(study):
-    study["budgets"] = [128, "all"]
+def test_budget_of_the_whole_pool_next_to_all_trains_twice(study):
+    study["budgets"] = [16, 128, "all"]
+    with pytest.raises(StudyError, match=r"^budgets: 128 and 'all' are the same 128 labeled images"):
+        check_study(study)
+    study["budgets"] = [16, 128]
     check_study(study)
     study["split"]["labeled"] = None
     study["budgets"] = [256]
@@ -382,7 +391,7 @@ def test_labeled_fraction_that_labels_nothing(study):
 def test_budget_within_the_fraction_pool(study):
     # CIFAR-100 with the reference draw labels 10,080 of 50,000 images.
     with_dataset(study, "cifar100", labeled_fraction={"fraction": 0.2, "seed": 125})
-    study["budgets"] = [1000, 10080, "all"]
+    study["budgets"] = [1000, 10080]
     check_study(study)
     assert labeled_pool_size(study["split"], layout("cifar100"), study["seeds"]) == 10080
     study["budgets"] = [10081]
@@ -667,3 +676,222 @@ def test_self_training_from_pretext_needs_a_pretext_method(study):
     study["self_training"]["from_pretext"] = True
     with pytest.raises(StudyError, match=r"self_training\.from_pretext: there is no pretext method"):
         check_study(study)
+
+
+# --- the schema, strictly and concisely ----------------------------------------------
+
+SCHEMA = load_schema(ROOT / "schemas" / "study.schema.yaml")
+
+
+def tiny_file() -> dict:
+    return yaml.safe_load((ROOT / "tests" / "data" / "tiny_study.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (["seeds"], [1.0, 2], r"^seeds\[0\]: 1\.0 \(float\) given; allowed: an integer >= 0 and <= 4294967295$"),
+        (["seeds"], [True], r"^seeds\[0\]: True \(bool\) given"),
+        (["seeds"], [2**40], r"^seeds\[0\]: 1099511627776 given; allowed: an integer >= 0 and <= 4294967295$"),
+        (["downstream", "epochs"], 2.0, r"^downstream\.epochs: 2\.0 \(float\) given; allowed: an integer >= 1$"),
+        (["pretext", "rotation", "batch_size"], 16.0, r"^pretext\.rotation\.batch_size: 16\.0 \(float\)"),
+        (["budgets"], [16.0], r"^budgets\[0\]: 16\.0 given; allowed: an integer >= 1 or 'all'$"),
+        (["split", "labeled"], [0, 1.5], r"^split\.labeled\[1\]: 1\.5 \(float\)"),
+        (["downstream", "optimizer"], {"name": "adam", "lr": 1}, r"^downstream\.optimizer: unknown key\(s\) lr; allowed: learning_rate, momentum, name"),
+    ],
+)  # fmt: skip
+def test_schema_rejects_floats_and_booleans_as_integers_in_one_line(path, value, message):
+    config = tiny_file()
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(StudyError, match=message) as err:
+        check_schema(config, SCHEMA)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_top_level_key_lists_the_allowed_keys_not_the_schema():
+    config = {**tiny_file(), "seed": 1}
+    with pytest.raises(StudyError) as err:
+        check_schema(config, SCHEMA)
+    message = str(err.value)
+    assert message.startswith("the study: unknown key(s) seed; allowed: budgets, dataset, description")
+    assert len(message) < 400
+
+
+def test_unknown_key_of_a_stage_with_shared_training_keys():
+    config = tiny_file()
+    config["pretext"]["rotation"]["epoch"] = 3
+    with pytest.raises(
+        StudyError, match=r"^pretext\.rotation: unknown key\(s\) epoch; allowed: .*epochs.*knn_monitor"
+    ):
+        check_schema(config, SCHEMA)
+
+
+def test_schema_accepts_the_tiny_study_and_the_presets():
+    check_schema(tiny_file(), SCHEMA)
+    for path in [ROOT / "config.yaml", *sorted((ROOT / "studies").glob("*.yaml"))]:
+        check_schema(yaml.safe_load(path.read_text()), SCHEMA)
+
+
+def test_command_line_strings_become_the_schema_numbers():
+    def coerce(key, value):
+        return coerce_command_line(value, SCHEMA["properties"][key], SCHEMA)
+
+    assert coerce("seeds", ["1", "2"]) == [1, 2]
+    assert coerce("budgets", ["100", "all"]) == [100, "all"]
+    assert coerce("split", {"labeled": ["0", "100"], "monitor": "5"}) == {"labeled": [0, 100], "monitor": 5}
+    assert coerce("dataset", {"name": "mnist", "data_dir": "/data/mnist"}) == {
+        "name": "mnist",
+        "data_dir": "/data/mnist",
+    }
+    assert coerce("study", "123") == "123"  # a string where the schema wants one
+    assert coerce("seeds", ["x"]) == ["x"]  # left for the schema to reject, naming it
+    assert coerce("downstream", {"epochs": "2", "validation_split": "0.1"}) == {
+        "epochs": 2,
+        "validation_split": 0.1,
+    }
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("study: x\ndataset: {name: synthetic\nseeds: [1]\n")
+    with pytest.raises(
+        StudyError, match=r"bad\.yaml, line 3, column 6: YAML syntax error: .*expected ',' or '}'"
+    ):
+        read_yaml(path)
+    path.write_text("- a\n- b\n")
+    with pytest.raises(StudyError, match=r"a study is a mapping"):
+        read_yaml(path)
+
+
+# --- mistakes that used to pass or crash inside a job --------------------------------
+
+
+def test_encoder_too_big_for_the_images_is_one_line_naming_both(study):
+    study["dataset"]["options"]["image_size"] = 6
+    study["encoder"] = {"name": "rotnet_mnist", "options": {}}
+    with pytest.raises(StudyError) as err:
+        check_study(study)
+    message = str(err.value)
+    assert message.startswith("encoder: rotnet_mnist cannot take synthetic images of 6x6x1: MaxPooling2D")
+    assert "\n" not in message and "\x1b" not in message
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"num_classes": 1}, r"^dataset: synthetic with these options has 1 class\(es\)"),
+        (
+            {"image_size": 5},
+            r"^dataset\.options\.image_size: 5 is too small; allowed: an integer of at least 6",
+        ),
+        ({"n_train": 0}, r"^dataset\.options\.n_train: 0 is too small"),
+    ],
+)
+def test_synthetic_options_the_generator_cannot_make(study, options, message):
+    study["dataset"]["options"].update(options)
+    with pytest.raises(StudyError, match=message):
+        check_study(study)
+
+
+def test_a_one_class_budget_or_pool(study):
+    study["budgets"] = [1, 16]
+    with pytest.raises(StudyError, match=r"^budgets: 1 label is one class"):
+        check_study(study)
+    study["budgets"] = ["all"]
+    study["split"]["labeled"] = [0, 1]
+    with pytest.raises(StudyError, match=r"^split: a labeled pool of 1 image"):
+        check_study(study)
+
+
+def test_list_options_of_integers_reject_floats(study):
+    study["encoder"]["options"]["filters"] = [4.0, 8]
+    with pytest.raises(StudyError, match=r"^encoder\.options\.filters: expected a list of integers"):
+        check_study(study)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_any_momentum_with_adam_is_an_error(study, momentum):
+    study["downstream"]["optimizer"] = {"name": "adam", "learning_rate": 0.01, "momentum": momentum}
+    with pytest.raises(StudyError, match=r"^downstream\.optimizer\.momentum: adam takes no momentum"):
+        check_study(study)
+
+
+def test_cheap_mistakes_are_found_before_keras_is_imported(study):
+    """The dry-run table relies on it: most bad studies fail in about a second."""
+    import subprocess
+    import sys
+
+    study["budgets"] = [200]
+    code = (
+        "import json, sys\n"
+        "from selfsup.study import StudyError, check_study\n"
+        f"study = json.loads({json.dumps(json.dumps(study))})\n"
+        "try:\n    check_study(study)\nexcept StudyError as err:\n    print(err)\n"
+        "print('keras' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "budgets: 200 labels exceed the labeled pool of 128 (split); use budgets <= 128 or 'all'",
+        "False",
+    ]
+
+
+def test_checked_study_is_cached_by_content(study, tmp_path):
+    checked, facts = checked_study(study, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("study-*.json")
+    again, facts_again = checked_study(study, cache_dir=tmp_path)
+    assert again == checked == json.loads(json.dumps(check_study(study)))
+    assert list(again["pretext"]) == list(study["pretext"])  # key order kept
+    assert facts_again.facts == facts.facts
+    assert (
+        facts.has_pseudo_labels("rotation")
+        and facts.uses_pretext("linear")
+        and not facts.uses_pretext("joint")
+    )
+    assert "rotation.py" in " ".join(facts.get_method("rotation").code_files())
+    # Another study is another entry; a damaged entry is checked again and rewritten.
+    checked_study({**study, "seeds": [3]}, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("study-*.json"))) == 2
+    entry.write_text("{")
+    assert checked_study(study, cache_dir=tmp_path)[0] == checked
+    assert json.loads(entry.read_text())["study"] == checked
+
+
+def test_defaults_are_filled_as_snakemake_validate_fills_them():
+    """fill_defaults replaces snakemake.utils.validate (which re-reads the schema slowly):
+    the filled study must be the same, or every job's params would change."""
+    from snakemake.utils import validate
+
+    from selfsup.study import fill_defaults
+
+    for path in [
+        ROOT / "tests" / "data" / "tiny_study.yaml",
+        ROOT / "config.yaml",
+        *sorted((ROOT / "studies").glob("*.yaml")),
+    ]:
+        ours, theirs = yaml.safe_load(path.read_text()), yaml.safe_load(path.read_text())
+        fill_defaults(ours, SCHEMA)
+        validate(theirs, str(ROOT / "schemas" / "study.schema.yaml"))
+        assert json.dumps(ours) == json.dumps(theirs), path.name  # key order included
+    filled = fill_defaults({"study": "x", "dataset": {"name": "mnist"}, "encoder": {"name": "mlp"}}, SCHEMA)
+    filled["split"]["monitor"] = 5
+    assert (
+        fill_defaults({"study": "y", "dataset": {"name": "mnist"}, "encoder": {"name": "mlp"}}, SCHEMA)[
+            "split"
+        ]["monitor"]
+        == 0
+    )
+
+
+def test_command_line_check_of_study_files(tmp_path, capsys):
+    from selfsup.study import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**tiny_file(), "seeds": [1.0]}))
+    assert main([str(ROOT / "tests" / "data" / "tiny_study.yaml"), str(bad)]) == 1
+    out, err = capsys.readouterr()
+    assert out == f"{ROOT / 'tests' / 'data' / 'tiny_study.yaml'}: ok\n"
+    assert err.startswith(f"{bad}: ") and "seeds[0]: 1.0 (float)" in err
