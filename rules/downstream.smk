@@ -10,12 +10,14 @@ rule downstream:
         f"{RESULTS}/benchmarks/runs/{{pool}}/{{method}}/{{protocol}}/n{{budget}}/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
-    threads: 8
+    threads: STUDY["threads"]
     resources:
         gpu=1,
         runtime=120,
         mem_mb=8000,
     params:
+        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
+        tf_threads=STUDY["threads"],
         settings=classifier_settings,
         encoder=STUDY["encoder"],
         study=STUDY["study"],

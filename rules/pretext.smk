@@ -11,12 +11,14 @@ rule pretext:
         f"{RESULTS}/benchmarks/pretext/{{pool}}/{{method}}/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
-    threads: 8
+    threads: STUDY["threads"]
     resources:
         gpu=1,
         runtime=240,
         mem_mb=16000,
     params:
+        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
+        tf_threads=STUDY["threads"],
         settings=pretext_settings,
         encoder=STUDY["encoder"],
         study=STUDY["study"],

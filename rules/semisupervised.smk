@@ -15,12 +15,14 @@ rule outliers:
         f"{RESULTS}/benchmarks/outliers/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
-    threads: 8
+    threads: STUDY["threads"]
     resources:
         gpu=1,
         runtime=120,
         mem_mb=8000,
     params:
+        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
+        tf_threads=STUDY["threads"],
         settings=outlier_settings,
         encoder=STUDY["encoder"],
         study=STUDY["study"],
@@ -62,12 +64,14 @@ rule self_training_round:
         f"{RESULTS}/benchmarks/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.tsv"
     conda:
         "../envs/selfsup.yaml"
-    threads: 8
+    threads: STUDY["threads"]
     resources:
         gpu=1,
         runtime=120,
         mem_mb=8000,
     params:
+        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
+        tf_threads=STUDY["threads"],
         settings=self_training_settings,
         threshold=STUDY["self_training"]["threshold"],
         encoder=STUDY["encoder"],
@@ -89,12 +93,14 @@ rule self_training:
         f"{RESULTS}/benchmarks/runs/{{pool}}/{{method}}/self_training/n{{budget}}/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
-    threads: 8
+    threads: STUDY["threads"]
     resources:
         gpu=1,
         runtime=120,
         mem_mb=8000,
     params:
+        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
+        tf_threads=STUDY["threads"],
         settings=self_training_settings,
         threshold=None,
         encoder=STUDY["encoder"],
@@ -117,12 +123,14 @@ rule joint:
         f"{RESULTS}/benchmarks/runs/{{pool}}/{BASELINE_METHOD}/joint/n{{budget}}/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
-    threads: 8
+    threads: STUDY["threads"]
     resources:
         gpu=1,
         runtime=120,
         mem_mb=8000,
     params:
+        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
+        tf_threads=STUDY["threads"],
         settings=joint_settings,
         encoder=STUDY["encoder"],
         study=STUDY["study"],

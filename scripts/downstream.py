@@ -11,7 +11,7 @@ from selfsup.pipeline import train_downstream
 
 seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings
-training.configure(snakemake.threads, seed, settings["deterministic"])
+training.configure(snakemake.params.tf_threads, seed, settings["deterministic"])
 metrics_path = Path(snakemake.output.metrics)
 metrics, history, _ = train_downstream(
     data_path=snakemake.input.data,

@@ -13,7 +13,7 @@ from selfsup.pipeline import UNLABELED, ExtraExamples, train_downstream
 
 seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings
-training.configure(snakemake.threads, seed, settings["deterministic"])
+training.configure(snakemake.params.tf_threads, seed, settings["deterministic"])
 metrics_path = Path(snakemake.output.metrics)
 pool, part = artifacts.read_pool(snakemake.input.pool)
 metrics, history, _ = train_downstream(

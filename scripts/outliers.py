@@ -11,7 +11,7 @@ from selfsup.pipeline import filter_outliers
 
 seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings
-training.configure(snakemake.threads, seed, settings["deterministic"])
+training.configure(snakemake.params.tf_threads, seed, settings["deterministic"])
 scores_path = Path(snakemake.output.scores)
 filter_outliers(
     data_path=snakemake.input.data,

@@ -11,7 +11,7 @@ from selfsup.pipeline import train_pretext
 
 seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings
-training.configure(snakemake.threads, seed, settings["deterministic"])
+training.configure(snakemake.params.tf_threads, seed, settings["deterministic"])
 encoder_path = Path(snakemake.output.encoder)
 train_pretext(
     data_path=snakemake.input.data,

@@ -14,7 +14,7 @@ from selfsup.pipeline import self_training_round
 seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings
 threshold = snakemake.params.threshold
-training.configure(snakemake.threads, seed, settings["deterministic"])
+training.configure(snakemake.params.tf_threads, seed, settings["deterministic"])
 first_output = Path(snakemake.output[0])
 # Rounds share their run's folder, so each keeps its resume state in a folder of its own.
 state_dir = first_output.parent if threshold is None else first_output.parent / first_output.stem

@@ -212,9 +212,61 @@ def build(settings: dict | None, seed: int):
         if blur and blur["probability"]:
             inner = layers["GaussianBlur"](blur["sigma"], seed=seed_of(7))
             stages.append(layers["RandomApply"](inner, blur["probability"], seed=seed_of(8), name="blur"))
-        return keras.Sequential(stages, name="augmentation") if stages else None
+        if not stages:
+            return None
+        layers = keras.Sequential(stages, name="augmentation")
+        layers.base_seed = int(seed)  # what `apply` keys its draws with in the input pipeline
+        return layers
     finally:
         keras.config.set_dtype_policy(policy)
+
+
+def apply(layers, images, key):
+    """`layers(images, training=True)` with every random draw a pure function of `key`
+    (a stateless [2] int seed tensor) instead of the layers' seed generators' state.
+
+    Keras' preprocessing layers draw from SeedGenerators, variables advanced by each call:
+    their draws then depend on every call made before (in another epoch, before a resume,
+    or by a second tf.data iterator Keras opens at an epoch's end), and a restarted job
+    starts them over. Here, while the layers are traced, each generator's `next` is
+    replaced by keys folded from `key`, the generator's place in the layers and the count
+    of its draws so far; the traced graph reads no generator state. Eagerly, it is the
+    same: a call's draws depend on `key` alone.
+    """
+    import tensorflow as tf
+
+    fold_in = tf.random.experimental.stateless_fold_in
+    key = tf.cast(key, tf.int64)
+    generators = _seed_generators(layers)
+
+    def keyed(index):
+        base = fold_in(key, index)
+        draws = iter(range(2**31))
+
+        def next_seed(ordered=True):
+            return fold_in(base, next(draws))
+
+        return next_seed
+
+    for index, generator in enumerate(generators):
+        generator.next = keyed(index)
+    try:
+        return layers(images, training=True)
+    finally:
+        for generator in generators:
+            del generator.next  # back to the class's stateful method
+
+
+def _seed_generators(layers) -> list:
+    """Every SeedGenerator of `layers` and the layers inside them, in a fixed order."""
+    # Keras tracks them per layer (Layer._seed_generators); layers.variables lists only
+    # their state variables, not the generators whose `next` draws.
+    generators = []
+    for layer in layers._flatten_layers(include_self=True, recursive=True):
+        for generator in layer._seed_generators:
+            if all(generator is not seen for seen in generators):
+                generators.append(generator)
+    return generators
 
 
 def _jitter_factors(jitter: dict) -> dict:

@@ -3,6 +3,7 @@ progress lines and the epoch history."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -19,10 +20,14 @@ class TrainingDiverged(RuntimeError):
 
 
 def configure(threads: int, seed: int, deterministic: bool = True) -> None:
-    """Cap TensorFlow's thread pools at `threads`, seed every generator, and make ops
+    """Size TensorFlow's thread pools to `threads`, seed every generator, and make ops
     deterministic unless `deterministic` is False (the study's `deterministic` setting:
     measured 21% slower on CPU, see benchmarks/results/profile.md).
 
+    `threads` is the study's `threads`, never the job's Snakemake threads (capped by
+    `--cores`): the intra-op count decides how TensorFlow splits its sums, and a
+    different count gives different weights, even with deterministic ops
+    (benchmarks/results/cores.md); the inter-op count changes nothing.
     Must run before TensorFlow executes its first operation, so scripts call it first.
     """
     import keras
@@ -85,7 +90,8 @@ def check_optimizer(settings: dict) -> None:
     momentum = settings.get("momentum", 0.0)
     if not 0 <= momentum <= 1:
         raise ValueError(f"optimizer.momentum: must be in [0, 1], got {momentum!r}")
-    if momentum and name in ("adam", "adamw"):
+    # Present at all, even 0: an option the optimizer would ignore is a mistake to report.
+    if "momentum" in settings and name in ("adam", "adamw"):
         raise ValueError(
             f"optimizer.momentum: {name} takes no momentum (its first-moment average plays that "
             "role); remove it, or use sgd, rmsprop or lars"
@@ -200,7 +206,135 @@ def _callbacks():
                 flush=True,
             )
 
-    return NanGuard, RateLog, ProgressLine
+    class EpochClock(keras.callbacks.Callback):
+        """Sets the input pipeline's epoch counter (selfsup.data.inputs.batches) as each
+        epoch begins. Keras opens the epoch's dataset iterator after on_epoch_begin, and
+        the pipeline reads the counter when an iteration starts."""
+
+        def __init__(self, counter):
+            super().__init__()
+            self.counter = counter
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.counter is not None:
+                self.counter.assign(epoch)
+
+    return NanGuard, RateLog, ProgressLine, EpochClock
+
+
+class _Resume:
+    """The state of a training after each completed epoch, in `resume_dir`, and how to
+    bring it back, so that a killed and resumed job ends exactly as an uninterrupted one.
+
+    What an epoch's end leaves behind: the model's weights with the optimizer's (its step
+    count, moments and learning rate, so schedules continue), every other variable of the
+    model (the state of its seed generators: dropout, in-model augmentation), the state of
+    the callbacks that carry some (early stopping, plateau reduction: counters, best
+    value and weights) and the history rows. The data order and every per-batch draw of
+    the input pipeline are functions of (seed, epoch, batch) (selfsup.data.inputs), so
+    they need no saving. Files are numbered by epoch and `state.json`, written last by an
+    atomic rename, names the complete set: a job killed while saving resumes from the
+    epoch before.
+    """
+
+    STATE = "state.json"
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def load(self) -> dict | None:
+        path = self.folder / self.STATE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    @staticmethod
+    def _extra_variables(model) -> list:
+        """Model variables that save_weights leaves out: seed generator states."""
+        saved = {id(v) for v in model.weights}
+        return [v for v in model.variables if id(v) not in saved]
+
+    def save(self, model, epoch: int, history: list, callbacks: list, stopped: bool) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        weights = f"epoch{epoch}.weights.h5"
+        arrays = f"epoch{epoch}.state.npz"
+        model.save_weights(self.folder / weights)
+        values = {f"variable{i}": np.asarray(v) for i, v in enumerate(self._extra_variables(model))}
+        states = []
+        for i, callback in enumerate(_stateful(callbacks)):
+            state, best_weights = _callback_state(callback)
+            states.append(state)
+            for j, array in enumerate(best_weights or []):
+                values[f"callback{i}_weight{j}"] = array
+        np.savez(self.folder / arrays, **values)
+        record = {
+            "epoch": epoch,
+            "stopped": stopped,
+            "weights": weights,
+            "arrays": arrays,
+            "callbacks": states,
+            "history": history,
+        }
+        partial = self.folder / (self.STATE + ".partial")
+        partial.write_text(json.dumps(record))
+        os.replace(partial, self.folder / self.STATE)
+        # For people and tests watching a job: the epochs done so far.
+        pd.DataFrame(history).to_csv(self.folder / "history.partial.csv", index=False)
+        os.replace(self.folder / "history.partial.csv", self.folder / "history.csv")
+        for path in self.folder.glob("epoch*"):
+            if path.name not in (weights, arrays):
+                path.unlink()
+
+    def restore(self, model, record: dict, callbacks: list) -> None:
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(self.folder / record["weights"])
+        with np.load(self.folder / record["arrays"]) as arrays:
+            for i, variable in enumerate(self._extra_variables(model)):
+                variable.assign(arrays[f"variable{i}"])
+            for i, (callback, state) in enumerate(
+                zip(_stateful(callbacks), record["callbacks"], strict=True)
+            ):
+                count = sum(key.startswith(f"callback{i}_weight") for key in arrays.files)
+                best_weights = [arrays[f"callback{i}_weight{j}"] for j in range(count)] if count else None
+                _set_callback_state(callback, state, best_weights)
+
+
+# The attributes of Keras' stateful callbacks that decide what their next epoch does.
+_CALLBACK_STATE = {
+    "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch"),
+    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+}
+
+
+def _stateful(callbacks: list) -> list:
+    """The callbacks whose state `_CALLBACK_STATE` lists, in order."""
+    import keras
+
+    kinds = tuple(getattr(keras.callbacks, name) for name in _CALLBACK_STATE)
+    return [callback for callback in callbacks if isinstance(callback, kinds)]
+
+
+def _callback_state(callback) -> tuple[dict, list | None]:
+    import keras
+
+    for name, attributes in _CALLBACK_STATE.items():
+        if isinstance(callback, getattr(keras.callbacks, name)):
+            state = {key: _plain(getattr(callback, key, None)) for key in attributes}
+            return state, getattr(callback, "best_weights", None)
+    raise TypeError(f"no saved state for {type(callback).__name__}")
+
+
+def _set_callback_state(callback, state: dict, best_weights) -> None:
+    for key, value in state.items():
+        setattr(callback, key, value)
+    if hasattr(callback, "best_weights"):
+        callback.best_weights = best_weights
+
+
+def _plain(value):
+    """A JSON value: Python numbers (floats round-trip exactly), None kept."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.item()
+    return value
 
 
 def fit(
@@ -217,31 +351,25 @@ def fit(
 ) -> pd.DataFrame:
     """Train `model` and return its per-epoch history.
 
-    With `resume_dir`, the state after each completed epoch is kept there, and a later
-    call with the same directory resumes from it; the directory is removed on success.
+    When `train_data` comes from `selfsup.data.inputs.batches`, its epoch counter is set
+    at the beginning of every epoch, so its order and draws are those of that epoch.
+    With `resume_dir`, the state after each completed epoch is kept there (see
+    `_Resume`), and a later call with the same directory, on a model built afresh the
+    same way, resumes from it and ends with the same weights and history as a run never
+    interrupted; the directory is removed on success.
     Raises TrainingDiverged when the loss becomes NaN.
     """
     import keras
 
-    NanGuard, RateLog, ProgressLine = _callbacks()
+    NanGuard, RateLog, ProgressLine, EpochClock = _callbacks()
     # Schedules first, so the rate they set is the one logged, printed and kept in the history.
     callbacks = [
+        EpochClock(getattr(train_data, "epoch_counter", None)),
         NanGuard(),
         *(extra_callbacks or []),
         RateLog(),
         ProgressLine(epochs, samples_per_epoch, stream),
     ]
-    history_path = None
-    resumed_from = 0
-    if resume_dir is not None:
-        resume_dir = Path(resume_dir)
-        history_path = resume_dir / "history.csv"
-        if history_path.exists():
-            resumed_from = len(pd.read_csv(history_path))
-            print(f"resuming after epoch {resumed_from} from {resume_dir}", file=stream, flush=True)
-        resume_dir.mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.BackupAndRestore(str(resume_dir / "state")))
-        callbacks.append(keras.callbacks.CSVLogger(str(history_path), append=resumed_from > 0))
     if early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -251,6 +379,17 @@ def fit(
                 mode="auto",
             )
         )
+    resumed_from = 0
+    keeper = None
+    if resume_dir is not None:
+        keeper = _Resume(resume_dir)
+        record = keeper.load()
+        if record is not None:
+            resumed_from = record["epoch"]
+            print(f"resuming after epoch {resumed_from} from {resume_dir}", file=stream, flush=True)
+        # Last: it restores the other callbacks' state after their own on_train_begin
+        # has reset it, and saves it after their on_epoch_end.
+        callbacks.append(_resume_callback()(keeper, record, list(callbacks), epochs))
     result = model.fit(
         train_data,
         epochs=epochs,
@@ -259,12 +398,41 @@ def fit(
         shuffle=False,  # the tf.data pipelines shuffle, seeded
         verbose=0,
     )
-    if history_path is not None:
-        # Keras' CSVLogger adds empty val_* columns when there is no validation data.
-        history = pd.read_csv(history_path).dropna(axis=1, how="all")
-        shutil.rmtree(resume_dir)
+    if keeper is not None:
+        history = pd.DataFrame(callbacks[-1].history)
+        shutil.rmtree(resume_dir, ignore_errors=True)
     else:
         history = pd.DataFrame(result.history)
         history.insert(0, "epoch", np.arange(len(history)))
     history.attrs["resumed_from_epoch"] = resumed_from
     return history
+
+
+def _resume_callback():
+    import keras
+
+    class ResumeCallback(keras.callbacks.Callback):
+        """Brings `record` back when training begins; saves the state after every epoch."""
+
+        def __init__(self, keeper: _Resume, record: dict | None, others: list, epochs: int):
+            super().__init__()
+            self.keeper, self.record, self.others, self.epochs = keeper, record, others, epochs
+            self.history = list(record["history"]) if record else []
+
+        def on_train_begin(self, logs=None):
+            if self.record is None:
+                return
+            self.keeper.restore(self.model, self.record, self.others)
+            # Keras' own resume hook (BackupAndRestore sets it too); a run that early
+            # stopping had ended trains no further epoch.
+            self.model._initial_epoch = self.epochs if self.record["stopped"] else self.record["epoch"]
+
+        def on_epoch_end(self, epoch, logs=None):
+            row = {"epoch": epoch, **{key: _plain(value) for key, value in (logs or {}).items()}}
+            self.history.append({key: float(v) if key != "epoch" else v for key, v in row.items()})
+            self.keeper.save(self.model, epoch + 1, self.history, self.others, bool(self.model.stop_training))
+
+        def on_train_end(self, logs=None):
+            self.model._initial_epoch = None  # Keras never resets it: a later fit would skip epochs
+
+    return ResumeCallback

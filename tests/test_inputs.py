@@ -80,27 +80,37 @@ def test_normalization_is_applied(kind):
     np.testing.assert_allclose(x, stats.apply(images.astype(np.float32) / 255), rtol=1e-5, atol=1e-6)
 
 
-def test_shuffle_is_reproducible_per_seed_and_new_every_epoch():
+def at_epoch(data, epoch: int):
+    """The pipeline set to `epoch`, as selfsup.training.fit sets it when the epoch begins."""
+    data.epoch_counter.assign(epoch)
+    return data
+
+
+def test_shuffle_is_a_function_of_seed_and_epoch():
     images = numbered_images(40)
     labels = np.arange(40) * 2
     data = batches(images, np.arange(40), labels, batch_size=8, shuffle_seed=3)
 
-    def epoch(pipeline):
-        x, y = collect(pipeline)
+    def epoch(pipeline, number):
+        x, y = collect(at_epoch(pipeline, number))
         order = np.rint(x[:, 0, 0, 0] * 255).astype(int)
         np.testing.assert_array_equal(y, labels[order])  # labels travel with their images
         return order
 
-    first, second = epoch(data), epoch(data)
+    first, second = epoch(data, 0), epoch(data, 1)
     np.testing.assert_array_equal(np.sort(first), np.arange(40))  # each example once per epoch
     np.testing.assert_array_equal(np.sort(second), np.arange(40))
     assert not np.array_equal(first, np.arange(40))
     assert not np.array_equal(first, second)
+    # Iterating again, or a pipeline built afresh (a resumed job), gives an epoch's order
+    # from its number alone, whatever came before.
+    np.testing.assert_array_equal(epoch(data, 0), first)
     again = batches(images, np.arange(40), labels, batch_size=8, shuffle_seed=3)
-    np.testing.assert_array_equal(epoch(again), first)
-    np.testing.assert_array_equal(epoch(again), second)
+    np.testing.assert_array_equal(epoch(again, 1), second)
+    np.testing.assert_array_equal(epoch(again, 0), first)
     other = batches(images, np.arange(40), labels, batch_size=8, shuffle_seed=4)
-    assert not np.array_equal(epoch(other), first)
+    assert not np.array_equal(epoch(other, 0), first)
+    assert data.cardinality().numpy() == 5  # Keras ends each epoch on it
 
 
 def test_from_a_file_equals_from_memory(stored):
@@ -169,8 +179,8 @@ def test_transform_gets_the_scaled_batch_and_labels():
     np.testing.assert_allclose(x, rotation.rotate(images / 255.0, labels), rtol=1e-6)
 
 
-def test_transform_seeds_are_per_batch_new_per_epoch_and_reproducible():
-    def seeds_of(transform_seed):
+def test_transform_seeds_are_per_batch_and_a_function_of_seed_and_epoch():
+    def seeds_of(transform_seed, epochs=(0, 1)):
         # Seeds are tensors inside the graph: return them as the batch to read them.
         data = batches(
             numbered_images(8),
@@ -180,15 +190,15 @@ def test_transform_seeds_are_per_batch_new_per_epoch_and_reproducible():
             transform=lambda x, y, seed: (x, seed),
             transform_seed=transform_seed,
         )
-        return [np.stack([s.numpy() for _, s in data]) for _ in range(2)]
+        return [np.stack([s.numpy() for _, s in at_epoch(data, e)]) for e in epochs]
 
     first, second = seeds_of(7)
     assert first.shape == (2, 2)
     assert not np.array_equal(first[0], first[1])  # a new seed per batch
     assert not np.array_equal(first, second)  # and per epoch
-    again = seeds_of(7)
-    np.testing.assert_array_equal(again[0], first)
-    np.testing.assert_array_equal(again[1], second)
+    again = seeds_of(7, epochs=(1, 0))  # built afresh, epochs in another order
+    np.testing.assert_array_equal(again[0], second)
+    np.testing.assert_array_equal(again[1], first)
     assert not np.array_equal(seeds_of(8)[0], first)
 
 
@@ -233,10 +243,10 @@ def test_horizontal_flip_alone_mirrors_some_images_and_keeps_the_others():
 def test_augmentation_in_the_input_pipeline():
     images = np.random.default_rng(0).integers(0, 256, (8, 12, 12, 3), dtype=np.uint8)
 
-    def epochs(seed):
+    def epochs(seed, numbers=(0, 1)):
         layers = augment.build({"horizontal_flip": True, "shift": 0.2}, seed=seed)
         data = batches(images, np.arange(8), np.arange(8), batch_size=4, augment=layers)
-        return [collect(data) for _ in range(2)]
+        return [collect(at_epoch(data, number)) for number in numbers]
 
     (x, y), (second, _) = epochs(2)
     assert x.shape == images.shape and x.dtype == np.float32
@@ -244,9 +254,11 @@ def test_augmentation_in_the_input_pipeline():
     assert not np.allclose(x, images / 255.0)
     assert 0 <= x.min() and x.max() <= 1  # flips and edge-filled shifts make no new values
     assert not np.allclose(x, second)  # new augmentations every epoch
-    again = epochs(2)  # fresh layers, same seed: the same augmentations, epoch by epoch
-    np.testing.assert_array_equal(again[0][0], x)
-    np.testing.assert_array_equal(again[1][0], second)
+    # Fresh layers, same seed: the same augmentations, epoch by epoch, whatever ran before
+    # (a resumed job starts at a later epoch).
+    again = epochs(2, numbers=(1, 0))
+    np.testing.assert_array_equal(again[0][0], second)
+    np.testing.assert_array_equal(again[1][0], x)
     assert not np.allclose(epochs(3)[0][0], x)
 
 

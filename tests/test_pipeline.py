@@ -8,10 +8,17 @@ runs cannot tell from a short training.
 from __future__ import annotations
 
 import copy
+import io
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
 
 from selfsup import artifacts, pipeline
 from selfsup.data.generated import make_synthetic
 from selfsup.data.splits import make_split
+from selfsup.pretext import get_method
 
 SETTINGS = {
     "protocol": "supervised",
@@ -19,7 +26,7 @@ SETTINGS = {
     "head": {"hidden": [], "dropout": 0.0},
     "epochs": 25,
     "batch_size": 16,
-    "optimizer": {"name": "adam", "learning_rate": 0.01, "momentum": 0.0},
+    "optimizer": {"name": "adam", "learning_rate": 0.01},
     "validation_split": 0.25,
     "early_stopping": None,
 }
@@ -101,3 +108,205 @@ def test_train_pretext_of_a_two_view_method_reports_knn_and_collapse_monitors(tm
     assert len(history) == 3
     assert spec["name"] == "small_cnn"
     assert list(artifacts.read_examples(tmp_path / "examples.h5")) == ["input", "view 1", "view 2"]
+
+
+# --- exact resume ---------------------------------------------------------------------------
+# A job killed after any completed epoch and run again must end exactly where an
+# uninterrupted one does: same weights, same history, same metrics.
+
+RESUME_SEED = 4
+
+
+class Killed(Exception):
+    """Stands for the job being killed."""
+
+
+class KilledAt(io.StringIO):
+    """A job log that kills the job as epoch `epoch` prints its progress line: that epoch
+    has run but its state is not saved yet, so the job resumes after epoch `epoch` - 1
+    and runs epoch `epoch` again."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def write(self, text):
+        if text.startswith(f"epoch {self.epoch}/"):
+            raise Killed(text)
+        return super().write(text)
+
+
+def whole_and_resumed(train, tmp_path, kill_at: int):
+    """(uninterrupted, killed and resumed) results of `train(out_dir, stream)`, each
+    started as a job starts: seeds set, every object built afresh."""
+    keras.utils.set_random_seed(RESUME_SEED)
+    whole = train(tmp_path / "whole", io.StringIO())
+    keras.utils.set_random_seed(RESUME_SEED)
+    with pytest.raises(Killed):
+        train(tmp_path / "killed", KilledAt(kill_at))
+    (resume_dir,) = (tmp_path / "killed").glob("resume*")
+    assert len(pd.read_csv(resume_dir / "history.csv")) == kill_at - 1
+    keras.utils.set_random_seed(RESUME_SEED)  # a new process: configure seeds it again
+    log = io.StringIO()
+    resumed = train(tmp_path / "killed", log)
+    assert f"resuming after epoch {kill_at - 1} from {resume_dir}\n" in log.getvalue()
+    assert not resume_dir.exists()
+    return whole, resumed
+
+
+def assert_same_training(whole, resumed):
+    weights, history = whole[:2]
+    resumed_weights, resumed_history = resumed[:2]
+    assert len(weights) == len(resumed_weights)
+    for a, b in zip(weights, resumed_weights, strict=True):
+        assert np.array_equal(a, b)
+    pd.testing.assert_frame_equal(history, resumed_history, check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def resume_files(tmp_path_factory):
+    """(data, split, pool) files of a tiny synthetic dataset."""
+    folder = tmp_path_factory.mktemp("resume")
+    data = make_synthetic(n_train=192, n_test=32, image_size=16, num_classes=4, seed=0)
+    artifacts.write_dataset(folder / "data.h5", data, {})
+    split = make_split(data.y_train, len(data.y_test), [0, 96], [96, 192], None, seed=1)
+    artifacts.write_split(folder / "split.h5", split, {})
+    artifacts.write_pool(folder / "pool.h5", split.unlabeled, "train", {})
+    return folder
+
+
+def pretext_run(files, settings, encoder_spec, pseudo=None):
+    def train(out, stream):
+        out.mkdir(exist_ok=True)
+        history = pipeline.train_pretext(
+            data_path=files / "data.h5",
+            split_path=files / "split.h5",
+            pool_path=files / "pool.h5",
+            pseudo_path=pseudo,
+            settings=settings,
+            encoder_spec=copy.deepcopy(encoder_spec),
+            seed=RESUME_SEED,
+            meta={},
+            encoder_path=out / "encoder.h5",
+            history_path=out / "history.csv",
+            examples_path=out / "examples.h5",
+            resume_dir=out / "resume",
+            stream=stream,
+        )
+        encoder, _ = artifacts.read_encoder(out / "encoder.h5")
+        return encoder.get_weights(), history
+
+    return train
+
+
+@pytest.mark.parametrize("kill_at", [2, 3])
+def test_rotation_pretext_with_augmentation_and_dropout_resumes_exactly(resume_files, tmp_path, kill_at):
+    # Shuffle, in-pipeline augmentation, dropout in the encoder (a seed generator inside
+    # the model) and a per-step schedule (the optimizer's step count) all carry over.
+    pool, _ = artifacts.read_pool(resume_files / "pool.h5")
+    positions, labels = get_method("rotation").pseudo_labels(len(pool), {"rotations": "random"}, RESUME_SEED)
+    pseudo = tmp_path / "pseudo.h5"
+    artifacts.write_pseudo_labels(pseudo, pool[positions], labels, {})
+    settings = {
+        "method": "rotation",
+        "options": {"rotations": "random"},
+        "epochs": 4,
+        "batch_size": 32,
+        "validation_split": 0.2,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "lr_schedule": {"name": "warmup_cosine", "warmup_epochs": 1},
+        "augmentation": {"horizontal_flip": True, "shift": 0.1},
+    }
+    encoder = {"name": "small_cnn", "options": {"filters": [4, 8], "dense": [16], "dropout": 0.5}}
+    whole, resumed = whole_and_resumed(
+        pretext_run(resume_files, settings, encoder, pseudo), tmp_path, kill_at
+    )
+    assert_same_training(whole, resumed)
+
+
+def test_two_view_pretext_with_crop_resumes_exactly(resume_files, tmp_path):
+    # The two views are drawn inside the model's train_step.
+    settings = {
+        "method": "simclr",
+        "options": {"projector": [16, 8], "temperature": 0.2},
+        "epochs": 3,
+        "batch_size": 32,
+        "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+        "augmentation": {"crop": {"scale": [0.3, 1.0]}, "horizontal_flip": True},
+    }
+    whole, resumed = whole_and_resumed(pretext_run(resume_files, settings, TINY_ENCODER), tmp_path, 3)
+    assert_same_training(whole, resumed)
+
+
+def test_classifier_with_validation_early_stopping_and_plateau_resumes_exactly(resume_files, tmp_path):
+    # Early stopping's and the plateau's counters, best value and best weights carry over.
+    settings = {
+        **SETTINGS,
+        "epochs": 6,
+        "head": {"hidden": [8], "dropout": 0.3},
+        "augmentation": {"shift": 0.1},
+        "early_stopping": {"monitor": "val_loss", "patience": 3},
+        "reduce_on_plateau": {"monitor": "val_loss", "factor": 0.5, "patience": 0},
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+    }
+
+    def train(out, stream):
+        metrics, history, model = pipeline.train_downstream(
+            data_path=resume_files / "data.h5",
+            split_path=resume_files / "split.h5",
+            encoder_path=None,
+            encoder_spec=copy.deepcopy(TINY_ENCODER),
+            settings=settings,
+            budget="all",
+            seed=RESUME_SEED,
+            resume_dir=out / "resume",
+            stream=stream,
+        )
+        return model.get_weights(), history, metrics
+
+    # Killed in epoch 4: the best epoch (2) lies before the kill, one epoch without
+    # improvement has lowered the rate, and the rest stops early, restoring epoch 2.
+    whole, resumed = whole_and_resumed(train, tmp_path, 4)
+    assert_same_training(whole, resumed)
+    history = whole[1]
+    assert history.val_loss.idxmin() == 1 and len(history) < settings["epochs"], history
+    assert history.learning_rate.iloc[3] < history.learning_rate.iloc[0]
+    assert resumed[2].pop("resumed_from_epoch") == 3
+    assert whole[2].pop("resumed_from_epoch") == 0
+    assert whole[2] == resumed[2]
+
+
+def test_outlier_filter_resumes_exactly(resume_files, tmp_path):
+    # The radius r and its settled-epoch count are model variables; its batches are augmented.
+    settings = {
+        "method": "one_class_network",
+        "options": {"nu": 0.5, "tolerance": 1e-6, "patience": 3, "l2": 0.01},
+        "epochs": 4,
+        "batch_size": 32,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "augmentation": {"shift": 0.1},
+    }
+
+    def train(out, stream):
+        out.mkdir(exist_ok=True)
+        pipeline.filter_outliers(
+            data_path=resume_files / "data.h5",
+            split_path=resume_files / "split.h5",
+            pool_path=resume_files / "pool.h5",
+            settings=settings,
+            encoder_spec=copy.deepcopy(TINY_ENCODER),
+            seed=RESUME_SEED,
+            meta={},
+            outliers_path=out / "scores.h5",
+            inliers_path=out / "inliers.h5",
+            history_path=out / "history.csv",
+            resume_dir=out / "resume",
+            stream=stream,
+        )
+        scores = artifacts.read_outliers(out / "scores.h5")
+        return [np.asarray(scores["scores"]), np.asarray(scores["threshold"])], pd.read_csv(
+            out / "history.csv"
+        )
+
+    whole, resumed = whole_and_resumed(train, tmp_path, 3)
+    assert_same_training(whole, resumed)

@@ -9,8 +9,8 @@ Unlabeled images scoring below r are atypical and removed."
 
 r is not trained: it starts as the quantile before the first epoch and is recomputed after
 each epoch on the training images in order and without augmentation (RadiusUpdate). r and
-the count of epochs in a row it has settled are model variables, so the BackupAndRestore
-of selfsup.training.fit brings both back on resume.
+the count of epochs in a row it has settled are model variables, so the resume state
+of selfsup.training.fit brings both back, and a filter stopped by the rule stays stopped.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class RadiusUpdate(keras.callbacks.Callback):
         return quantile_radius(self.model.predict(self.train_eval, verbose=0), self.nu)
 
     def on_train_begin(self, logs=None):
-        # On resume, BackupAndRestore (after this callback) then restores the saved values.
+        # On resume, training.fit's resume state (after this callback) then restores the saved values.
         self.model.radius.assign(self.current_radius())
         self.model.settled_epochs.assign(0)
 

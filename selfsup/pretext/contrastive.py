@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from selfsup import augment
 from selfsup.pretext import losses
 from selfsup.pretext.base import PretextMethod
 
@@ -83,11 +84,19 @@ class TwoViewModel(keras.Model):
         return [self.loss_tracker, self.std_tracker]
 
     def views(self, data):
+        """Two augmented views of the batch. From the input pipeline a batch comes with its
+        stateless key (TwoViewMethod.transform), a function of the run's seed, the epoch
+        and the batch, so the views are too, and a resumed job draws the very views an
+        uninterrupted one does; a batch of images alone draws from the layers' seed
+        generators."""
         if isinstance(data, tuple | list) and len(data) == 2 and len(data[1].shape) == 4:
             return data[0], data[1]
         images = data[0] if isinstance(data, tuple | list) else data
         if self.augmentation is None:
             return images, images
+        if isinstance(data, tuple | list) and len(data) == 2 and len(data[1].shape) == 1:
+            fold_in = tf.random.experimental.stateless_fold_in
+            return tuple(augment.apply(self.augmentation, images, fold_in(data[1], view)) for view in (1, 2))
         return self.augmentation(images, training=True), self.augmentation(images, training=True)
 
     def view_loss(self, x1, x2, training):
@@ -170,6 +179,10 @@ class TwoViewMethod(PretextMethod):
 
     def metric_names(self, options: dict) -> list[str]:
         return ["loss", "embedding_std"]
+
+    def transform(self, images, labels, seed, options: dict):
+        """The batch and its stateless key, from which the model draws its two views."""
+        return images, seed
 
     def examples(self, model, images: np.ndarray, options: dict, seed: int) -> dict:
         """Two augmented views of each image: what the method learns to match."""
