@@ -30,7 +30,7 @@ run: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile rules
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra --durations=25
 
 format: venv
 	$(BIN)/ruff format selfsup scripts tests benchmarks

@@ -247,7 +247,7 @@ def test_bad_settings_name_the_key(settings, message):
 
 def test_good_settings_pass():
     for settings in [
-        {"name": "adam", "learning_rate": 0.003, "momentum": 0.0, "weight_decay": 0.0},
+        {"name": "adam", "learning_rate": 0.003, "weight_decay": 0.0},
         {"name": "adamw", "learning_rate": 0.003, "weight_decay": 0.05},
         {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
         {"name": "lars", "learning_rate": 4.8, "weight_decay": 1e-6, "trust_coefficient": 0.001},

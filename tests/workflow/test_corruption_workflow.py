@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from smk import copy_workflow, job_counts, load_study, snakemake, write_study
+from smk import copy_workflow, job_counts, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -23,14 +23,9 @@ FINETUNED = "results/tiny/runs/all/rotation/finetune/n16/seed1/metrics.json"
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A private run of the tiny study, one seed, up to one classifier."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("corruption"))
-    study = load_study("tiny_study.yaml")
-    study["seeds"] = [1]
-    configfile = write_study(workdir / "tiny.yaml", study)
-    result = snakemake(workdir, configfile, "--cores", "2", FINETUNED)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+def finished(tiny_workflow):
+    """The finished tiny study of the session (tests copy it before damaging a file)."""
+    workdir, configfile, _ = tiny_workflow
     return workdir, configfile
 
 

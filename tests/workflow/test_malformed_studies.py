@@ -140,6 +140,7 @@ CASES = [
     ("bad_method_option", edit(put("pretext.rotation.options.rotations", "some")), r"pretext\.rotation\.options: rotations must be"),
     ("protocol_without_pretext", edit(put("pretext", {})), r"downstream\.protocols: .* need a pretext method"),
     ("unknown_protocol", edit(put("downstream.protocols", ["linearprobe"])), r"downstream\.protocols\[0\]: 'linearprobe' does not match"),
+    ("freeze_too_deep", edit(put("downstream.protocols", ["freeze_9"])), r"freeze_9: the encoder has only 4 conv layers"),
     ("bad_feature_layer", edit(put("downstream.feature_layer", "conv9")), r"downstream: feature_layer 'conv9'"),
     ("unknown_pool", edit(put("pools", ["all", "typical"])), r"pools: no stage produces a pool named 'typical'"),
     ("unknown_joint_option", edit(both(put("joint", {"lr": 1}), put("downstream.protocols", ["supervised", "joint"]))), r"joint: unknown option\(s\) lr"),
