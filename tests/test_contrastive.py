@@ -99,7 +99,9 @@ def test_byol_target_starts_as_the_online_network_and_follows_it_slowly(tiny_enc
     )
     for online, target in model.online_target_pairs():
         np.testing.assert_array_equal(online.numpy(), target.numpy())
-    assert not any(v.trainable for v in model.target_encoder.weights)
+    # The optimizer never sees the target: it moves by EMA alone.
+    target_ids = {id(v) for v in model.target_weights()}
+    assert not target_ids & {id(v) for v in model.trainable_variables}
     online_start = model.encoder.weights[0].numpy().copy()
     model.compile(optimizer=make_optimizer({"name": "adam", "learning_rate": 1e-2}))
     model.fit(tf.data.Dataset.from_tensor_slices(images()).batch(16).repeat(3), epochs=1, verbose=0)
@@ -107,6 +109,34 @@ def test_byol_target_starts_as_the_online_network_and_follows_it_slowly(tiny_enc
     target_moved = np.abs(model.target_encoder.weights[0].numpy() - online_start).mean()
     # tau is about 0.99: the target moved, by about a hundredth of the online network's move.
     assert 0 < target_moved < 0.1 * online_moved
+
+
+def test_byol_target_normalises_with_the_batch_statistics(tiny_encoder):
+    # BYOL's code runs the target in training mode: at the start, with equal weights, its
+    # projection of a batch is the online network's, BatchNorm on the batch's statistics.
+    # Frozen Keras BatchNorm (trainable = False) would use its moving statistics instead
+    # and give a near-constant target.
+    model = get_method("byol").build(
+        tiny_encoder(), options_of("byol"), augmentation=augmentation(), total_steps=10
+    )
+    batch = tf.constant(images(n=32))
+    online, _ = model.predict_projection(batch, training=True)
+    target = model.target(batch, training=True)
+    np.testing.assert_allclose(target.numpy(), online.numpy(), atol=1e-5)
+    inference = model.target(batch, training=False)
+    assert np.abs(inference.numpy() - target.numpy()).max() > 0.1
+
+
+def test_byol_moves_target_parameters_by_ema_and_leaves_its_statistics_alone(tiny_encoder):
+    model, _ = trained("byol", tiny_encoder, steps=3)
+    bn = [v for v in model.target_projector.weights if "moving" in v.path]
+    online_bn = [v for v in model.projector.weights if "moving" in v.path]
+    assert bn and len(bn) == len(online_bn)
+    # Moving statistics are updated by the target's own forward passes, not copied.
+    assert any(not np.allclose(t.numpy(), o.numpy()) for t, o in zip(bn, online_bn, strict=True))
+    pairs = model.online_target_pairs(parameters_only=True)
+    assert pairs and all(o.trainable for o, _ in pairs)
+    assert not any("moving" in o.path for o, _ in pairs)
 
 
 def test_byol_momentum_rises_from_base_to_one():

@@ -21,15 +21,49 @@ def target_momentum(step, total_steps: int, base: float):
 
 
 class BYOLModel(TwoViewModel):
+    """The online network (encoder, projector, predictor) trained by gradients, and a target
+    (encoder, projector) whose parameters are an EMA of the online ones.
+
+    The target runs in training mode, as in BYOL's code (deepmind-research
+    byol/byol_experiment.py applies the target network with is_training=True), solo-learn
+    (solo/methods/byol.py: the momentum backbone and projector run in train mode) and
+    lightly: its BatchNorm layers normalise with the statistics of the batch. Only its
+    parameters (kernels, biases, BatchNorm scales and offsets) follow the online network by
+    EMA (solo/utils/momentum.py `MomentumUpdater.update` walks `parameters()`, not
+    buffers); its moving statistics are its own and unused in training.
+
+    Keras 3's BatchNormalization uses batch statistics only `if training and
+    self.trainable`, so the target layers stay trainable (setting `trainable = False`
+    would silently switch them to their moving statistics: a near-constant target). They
+    are kept out of the optimizer by `trainable_weights` below instead, and so out of the
+    regularization losses too.
+    """
+
     def __init__(self, options, total_steps=None, **kwargs):
         super().__init__(**kwargs)
         self.base_momentum = options["momentum"]
         self.total_steps = int(total_steps or 1)
-        # The target starts as a copy of the online network and is never trained by gradients.
+        # The target starts as a copy of the online network.
         self.target_encoder = keras.models.clone_model(self.encoder)
         self.target_projector = keras.models.clone_model(self.projector)
-        self.target_encoder.trainable = False
-        self.target_projector.trainable = False
+
+    def target_weights(self) -> list:
+        return self.target_encoder.weights + self.target_projector.weights
+
+    @property
+    def trainable_weights(self):
+        # What the optimizer trains and what regularizers cover: the online network only.
+        target = {id(v) for v in self.target_weights()}
+        return [v for v in super().trainable_weights if id(v) not in target]
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
+    @property
+    def non_trainable_weights(self):
+        target = {id(v) for v in self.target_weights()}
+        return [v for v in self.weights if not v.trainable or id(v) in target]
 
     def build(self, input_shape) -> None:
         self.target(keras.ops.zeros((2, *input_shape[1:])), training=False)
@@ -37,10 +71,13 @@ class BYOLModel(TwoViewModel):
         for online, target in self.online_target_pairs():
             target.assign(online)
 
-    def online_target_pairs(self):
+    def online_target_pairs(self, parameters_only: bool = False):
+        """(online, target) variable pairs: every weight, or only the parameters (what the
+        EMA moves; BatchNorm's moving statistics are left out)."""
         online = self.encoder.weights + self.projector.weights
-        target = self.target_encoder.weights + self.target_projector.weights
-        return zip(online, target, strict=True)
+        target = self.target_weights()
+        pairs = zip(online, target, strict=True)
+        return [(o, t) for o, t in pairs if o.trainable] if parameters_only else list(pairs)
 
     def target(self, images, training):
         return self.target_projector(self.target_encoder(images, training=training), training=training)
@@ -53,8 +90,7 @@ class BYOLModel(TwoViewModel):
 
     def after_step(self) -> None:
         tau = target_momentum(self.optimizer.iterations, self.total_steps, self.base_momentum)
-        for online, target in self.online_target_pairs():
-            # BatchNorm statistics are copied the same way as weights, as in the paper's code.
+        for online, target in self.online_target_pairs(parameters_only=True):
             target.assign(tau * target + (1.0 - tau) * tf.cast(online, target.dtype))
 
 
@@ -66,8 +102,11 @@ class BYOL(TwoViewMethod):
         # The paper's 4096-256 projector and predictor, narrowed for small images.
         "projector": [512, 128],
         "predictor": [512, 128],
-        # Base target momentum, raised to 1 by a cosine over training (0.996 in the paper for
-        # ImageNet's long runs; 0.99 as solo-learn's small-image recipes).
+        # Base target momentum tau, raised to 1 by a cosine over training. BYOL's own presets
+        # (deepmind-research byol/configs/byol.py `_EMA_PRESETS`) lower it for shorter runs:
+        # 0.97 for 40 epochs, 0.99 for 100 and 300, 0.996 for 1000. solo-learn's CIFAR recipe
+        # (scripts/pretrain/cifar/byol.yaml) uses 0.99 for 1000 epochs. A run of tens of
+        # epochs should use 0.97-0.99: with tau near 1 the target barely moves in a short run.
         "momentum": 0.99,
     }
 
