@@ -27,6 +27,13 @@ from selfsup.pretext import reconstruction
 OPTIONS = {
     # Weight of the reconstruction loss against the class loss (1: equal terms).
     "reconstruction_weight": 1.0,
+    # What the masked class loss is divided by. "batch": the batch's size, as the reference
+    # notebook's Keras `sample_weight` mask does (Keras' default reduction,
+    # sum_over_batch_size, divides the weighted sum by the number of images, weight 0
+    # included); with 20% of the images labeled the class term then weighs a fifth of a
+    # fully labeled batch's. "labeled": the number of labeled images in the batch, a mean
+    # over them (5x heavier at 20% labeled).
+    "class_loss_reduction": "batch",
     # The decoder's options, as in selfsup.pretext.reconstruction.OPTIONS. The mirror
     # decoder needs a feature-map code: set code_layer to a conv or pooling layer of the
     # encoder (conv4 for study F's network 1).
@@ -40,6 +47,7 @@ OPTIONS = {
 
 # Label of an image without a class.
 UNLABELED = -1
+CLASS_LOSS_REDUCTIONS = ("batch", "labeled")
 
 
 def check(options: dict) -> None:
@@ -48,6 +56,11 @@ def check(options: dict) -> None:
         if key not in OPTIONS:
             raise ValueError(f"{key} is not an option of the joint model; choose from {', '.join(OPTIONS)}")
     options = {**OPTIONS, **options}
+    if options["class_loss_reduction"] not in CLASS_LOSS_REDUCTIONS:
+        raise ValueError(
+            f"class_loss_reduction must be one of {', '.join(CLASS_LOSS_REDUCTIONS)}, "
+            f"got {options['class_loss_reduction']!r}"
+        )
     reconstruction.check({key: options[key] for key in reconstruction.OPTIONS})
     weight = options["reconstruction_weight"]
     if (
@@ -75,6 +88,7 @@ def build_joint(
         code_layer=options["code_layer"],
         reconstruction_weight=float(options["reconstruction_weight"]),
         reconstruction_loss=options["loss"],
+        class_loss_reduction=options["class_loss_reduction"],
         name="joint",
     )
     model.build(encoder.input_shape)
@@ -86,8 +100,9 @@ class JointModel(keras.Model):
     for unlabeled images.
 
     loss = class_loss + reconstruction_weight * reconstruction_loss + regularization,
-    where class_loss is the mean cross-entropy over the batch's labeled images (0 when
-    it has none) and reconstruction_loss the mean pixel loss over all its images.
+    where class_loss is the cross-entropy summed over the batch's labeled images and divided
+    by the batch's size ("batch", the reference's) or by its labeled images ("labeled"),
+    and reconstruction_loss the mean pixel loss over all its images.
     """
 
     def __init__(
@@ -98,6 +113,7 @@ class JointModel(keras.Model):
         code_layer: str | None = None,
         reconstruction_weight: float = 1.0,
         reconstruction_loss: str = "binary_crossentropy",
+        class_loss_reduction: str = "batch",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -105,6 +121,7 @@ class JointModel(keras.Model):
         self.classifier = classifier
         self.decoder = decoder
         self.reconstruction_weight = reconstruction_weight
+        self.class_loss_reduction = class_loss_reduction
         self.reconstruction_loss_fn = keras.losses.get(reconstruction_loss)
         # One graph with both outputs, sharing every layer with `classifier` and `decoder`:
         # a training step runs the encoder once, so BatchNorm statistics and dropout see
@@ -155,7 +172,8 @@ class JointModel(keras.Model):
         # Unlabeled rows get class 0 so the cross-entropy is defined; their weight is 0.
         labels = tf.where(labels == UNLABELED, 0, labels)
         per_image = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-        class_loss = tf.reduce_sum(per_image * labeled) / tf.maximum(tf.reduce_sum(labeled), 1.0)
+        count = labeled if self.class_loss_reduction == "labeled" else tf.ones_like(labeled)
+        class_loss = tf.reduce_sum(per_image * labeled) / tf.maximum(tf.reduce_sum(count), 1.0)
         # The targets are the input pixels in [0, 1].
         reconstruction_loss = tf.reduce_mean(self.reconstruction_loss_fn(images, rebuilt))
         total = class_loss + self.reconstruction_weight * reconstruction_loss
@@ -181,9 +199,11 @@ class JointModel(keras.Model):
 
     def report(self, total, class_loss, reconstruction_loss, labels, labeled, probabilities):
         self.loss_tracker.update_state(total)
-        # Weighted by the batch's labeled images: the epoch's class_loss is the mean over
-        # its labeled images, which batches without labels do not pull toward 0.
-        self.class_loss_tracker.update_state(class_loss, sample_weight=tf.reduce_sum(labeled))
+        # The epoch's class_loss is the mean of the batches' class losses as training
+        # minimizes them; with "labeled", weighted by the batch's labeled images, so that
+        # batches without labels do not pull the mean over labeled images toward 0.
+        weight = tf.reduce_sum(labeled) if self.class_loss_reduction == "labeled" else 1.0
+        self.class_loss_tracker.update_state(class_loss, sample_weight=weight)
         self.reconstruction_loss_tracker.update_state(reconstruction_loss)
         self.accuracy_tracker.update_state(labels, probabilities, sample_weight=labeled)
         return {metric.name: metric.result() for metric in self.metrics}

@@ -61,8 +61,9 @@ def test_the_mirror_decoder_needs_a_feature_map_code():
         joint.build_joint(encoder, 100, {"decoder": "mirror"})
 
 
-def test_losses_match_numpy_and_ignore_unlabeled_images():
-    model = compiled(tiny_joint(reconstruction_weight=0.5))
+@pytest.mark.parametrize("reduction", joint.CLASS_LOSS_REDUCTIONS)
+def test_losses_match_numpy_and_ignore_unlabeled_images(reduction):
+    model = compiled(tiny_joint(reconstruction_weight=0.5, class_loss_reduction=reduction))
     x, _ = tiny_data(8)
     y = np.array([0, 1, -1, 2, -1, 3, -1, -1])
     labeled = y >= 0
@@ -70,7 +71,8 @@ def test_losses_match_numpy_and_ignore_unlabeled_images():
 
     probabilities = model.predict(x, verbose=0)
     eps = keras.config.epsilon()
-    class_loss = -np.log(np.clip(probabilities[labeled, y[labeled]], eps, 1 - eps)).mean()
+    summed = -np.log(np.clip(probabilities[labeled, y[labeled]], eps, 1 - eps)).sum()
+    class_loss = summed / (labeled.sum() if reduction == "labeled" else len(y))
     rebuilt = np.clip(np.asarray(model.reconstruct(x)), eps, 1 - eps)
     reconstruction_loss = -(x * np.log(rebuilt) + (1 - x) * np.log(1 - rebuilt)).mean()
     accuracy = (probabilities[labeled].argmax(axis=1) == y[labeled]).mean()
@@ -78,10 +80,21 @@ def test_losses_match_numpy_and_ignore_unlabeled_images():
     assert logs["reconstruction_loss"] == pytest.approx(reconstruction_loss, rel=1e-5)
     assert logs["loss"] == pytest.approx(class_loss + 0.5 * reconstruction_loss, rel=1e-5)
     assert logs["accuracy"] == pytest.approx(accuracy)
-    # The labeled rows alone give the same class loss: unlabeled rows add nothing to it.
-    assert evaluate(model, x[labeled], y[labeled])["class_loss"] == pytest.approx(
-        logs["class_loss"], rel=1e-5
+
+
+def test_the_default_class_loss_is_keras_sample_weight_reduction():
+    """The reference masks unlabeled images with Keras' sample_weight, whose default
+    reduction divides by the batch size, not by the labeled count: the default here
+    equals Keras' own loss object on the same batch."""
+    model = tiny_joint()
+    x, _ = tiny_data(8)
+    y = np.array([0, 1, -1, 2, -1, 3, -1, -1])
+    _, class_loss, *_ = model.step_losses(x, y, training=False)
+    probabilities = model.predict(x, verbose=0)
+    keras_loss = keras.losses.SparseCategoricalCrossentropy()(
+        np.where(y < 0, 0, y), probabilities, sample_weight=(y >= 0).astype(np.float32)
     )
+    assert float(class_loss) == pytest.approx(float(keras_loss), rel=1e-5)
 
 
 def test_an_unlabeled_batch_trains_the_autoencoder_only():
@@ -143,6 +156,7 @@ def test_regularization_losses_count_once():
         ({"loss": "mse"}, "^output_activation 'sigmoid' goes with loss 'binary_crossentropy'"),
         ({"output_activation": "relu"}, "^output_activation 'relu' is not allowed"),
         ({"noise": "gaussian"}, "^noise is not an option of the joint model"),
+        ({"class_loss_reduction": "mean"}, "^class_loss_reduction must be one of batch, labeled, got 'mean'"),
     ],
 )
 def test_check_rejects_bad_options(options, reason):
