@@ -80,16 +80,21 @@ def train_pretext(
         )
 
     training.set_precision(settings.get("precision", "float32"))
-    augmentation = augment.build(settings.get("augmentation"), seed)
-    # Two-view methods augment inside their model (twice per image); the others get
-    # their batches augmented by the input pipeline.
-    in_model = augmentation if method.OWNS_AUGMENTATION else None
-    data = pretext_batches(train_pos, seed, None if method.OWNS_AUGMENTATION else augmentation)
+    # Two-view methods augment inside their model (twice per image, each view with its own
+    # layers when second_view makes the recipe asymmetric); the others get their batches
+    # augmented by the input pipeline (and refuse a second_view).
+    in_model, in_pipeline = {}, None
+    if method.OWNS_AUGMENTATION:
+        first, second = augment.build_views(settings.get("augmentation"), seed)
+        in_model = {"augmentation": first, "second_augmentation": second}
+    else:
+        in_pipeline = augment.build(settings.get("augmentation"), seed)
+    data = pretext_batches(train_pos, seed, in_pipeline)
     validation = pretext_batches(val_pos, None, None) if len(val_pos) else None
     input_shape = tuple(images.shape[1:])
     encoder = build_encoder(encoder_spec["name"], input_shape, **encoder_spec["options"])
     steps = _steps(len(train_pos), settings["batch_size"])
-    model = method.build(encoder, options, augmentation=in_model, total_steps=steps * settings["epochs"])
+    model = method.build(encoder, options, total_steps=steps * settings["epochs"], **in_model)
     _compile(model, settings, steps, **method.compile_args(options))
     callbacks = schedules.callbacks(settings, _state_dir(resume_dir), stream)
     if len(split.monitor):
@@ -399,10 +404,27 @@ def self_training_round(
         stream=stream,
     )
     metrics["rounds"] = [
-        {key: r.get(key) for key in ("round", "accepted", "correct", "remaining", "teacher_test_accuracy")}
+        {
+            key: r.get(key)
+            for key in (
+                "round",
+                "accepted",
+                "correct",
+                "remaining",
+                "teacher_test_accuracy",
+                "teacher_train_accuracy",
+            )
+        }
         for r in rounds
     ]
     if threshold is None:
+        if rounds and rounds[-1].get("teacher_test_accuracy") is not None:
+            # The reference reports its last teacher (labels plus the rounds before it), not
+            # this student (labels plus every round): both reach the tables, named apart.
+            metrics["last_teacher"] = {
+                "test_accuracy": rounds[-1]["teacher_test_accuracy"],
+                "train_accuracy": rounds[-1].get("teacher_train_accuracy"),
+            }
         return metrics, history, None
     remaining = np.setdiff1d(pool, taken)
     probabilities = predict_pool(
@@ -423,6 +445,7 @@ def self_training_round(
         "correct": correct,
         "remaining": int(len(remaining) - chosen.sum()),
         "teacher_test_accuracy": metrics["test_accuracy"],
+        "teacher_train_accuracy": metrics["train_accuracy"],
     }
     print(
         f"accepted {accepted['accepted']} of {len(remaining)} pool images at top probability >= {threshold}"

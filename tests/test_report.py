@@ -120,6 +120,21 @@ def test_runs_on_another_pool_are_rows_of_their_own(tmp_path):
     assert "60.00" in rows["self_training (inliers)"] and "50.00" in rows["self_training"]
 
 
+def test_self_training_reports_its_student_and_the_references_last_teacher(tmp_path):
+    student = run("none", "self_training", 100, 1, 0.5, 0.9)
+    student["last_teacher"] = {"test_accuracy": 0.45, "train_accuracy": 0.8}
+    runs = tables.collect(write_runs(tmp_path, [student, run("none", "supervised", 100, 1, 0.4)]))
+    assert sorted(runs.protocol) == ["self_training", tables.LAST_TEACHER, "supervised"]
+    teacher = runs[runs.protocol == tables.LAST_TEACHER].iloc[0]
+    assert (teacher.test_accuracy, teacher.train_accuracy, teacher.seed) == (0.45, 0.8, 1)
+    markdown = tables.to_markdown(tables.summarize(runs))
+    rows = {
+        line.split("|")[1].strip(): line for line in markdown.split("\nTrain")[0].splitlines()[4:] if line
+    }
+    assert "45.00" in rows[tables.LAST_TEACHER] and "50.00" in rows["self_training"]
+    assert "the model the reference reports" in markdown
+
+
 def assert_image(path, magic):
     assert path.exists()
     data = path.read_bytes()

@@ -70,6 +70,7 @@ def test_rounds_accept_confident_predictions_and_never_relabel(files):
     assert set(first["indices"]) <= set(split.unlabeled)
     # The diagnosis counts right pseudo-labels against the labels training never sees.
     assert first["correct"] == int(np.sum(first["labels"] == data.y_train[first["indices"]]))
+    assert 0 <= first["teacher_test_accuracy"] <= 1 and 0 <= first["teacher_train_accuracy"] <= 1
     artifacts.write_teacher_labels(
         folder / "round1.h5",
         first["indices"],
@@ -94,8 +95,11 @@ def test_pseudo_labels_weigh_their_certainty(files, tmp_path):
     def student(certainty):
         path = tmp_path / f"wrong{certainty}.h5"
         confidences = np.full(len(wrong), certainty, np.float32)
-        artifacts.write_teacher_labels(path, split.unlabeled, wrong, confidences, 1, {})
+        teacher = {"teacher_test_accuracy": 0.25, "teacher_train_accuracy": 0.5}
+        artifacts.write_teacher_labels(path, split.unlabeled, wrong, confidences, 1, teacher)
         metrics, _, _ = run_round(folder, [path], threshold=None)
+        # The last round's teacher, the model the reference reports, rides along.
+        assert metrics["last_teacher"] == {"test_accuracy": 0.25, "train_accuracy": 0.5}
         return metrics["test_accuracy"]
 
     ignored, trusted = student(1e-6), student(1.0)

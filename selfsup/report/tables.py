@@ -6,15 +6,24 @@ import json
 
 import pandas as pd
 
+# The protocol name of a self-training run's last teacher in tables and figures.
+LAST_TEACHER = "self_training_last_teacher"
+
 
 def collect(metrics_paths) -> pd.DataFrame:
-    """One row per downstream run, from its metrics.json."""
+    """One row per downstream run, from its metrics.json; a self-training run gives two:
+    its student (protocol self_training: labels plus every round's pseudo-labels) and its
+    last teacher (protocol LAST_TEACHER: labels plus the rounds before it), the model the
+    reference reports."""
     rows = []
     for path in metrics_paths:
         with open(path) as f:
             metrics = json.load(f)
         metrics["metrics_path"] = str(path)
+        teacher = metrics.pop("last_teacher", None)
         rows.append(metrics)
+        if teacher is not None:
+            rows.append({**metrics, **teacher, "protocol": LAST_TEACHER})
     if not rows:
         raise ValueError("no downstream runs to tabulate")
     frame = pd.DataFrame(rows)
@@ -62,4 +71,10 @@ def to_markdown(summary: pd.DataFrame) -> str:
         wide.columns = [f"{n} labels" for n in wide.columns]
         note = f"{title} accuracy (%), mean ± std over {'/'.join(map(str, seeds))} seed(s)."
         blocks.append(note + "\n\n" + wide.reset_index().to_markdown(index=False) + "\n")
+    if LAST_TEACHER in set(summary.protocol):
+        blocks.append(
+            f"{LAST_TEACHER}: the last round's teacher, trained on the labels plus the earlier "
+            "rounds' pseudo-labels: the model the reference reports. self_training: the student "
+            "trained on the labels plus every round's pseudo-labels.\n"
+        )
     return "\n".join(blocks)

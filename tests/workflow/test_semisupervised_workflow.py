@@ -91,6 +91,7 @@ def test_study_f_runs_end_to_end_and_filtering_edits_stale_only_the_inliers(tmp_
         for pool in ("all", "inliers")
         for method, protocol in (
             ("none", "self_training"),
+            ("none", "self_training_last_teacher"),  # the model the reference reports
             ("none", "joint"),
             ("autoencoder", "finetune"),
             ("barlow_twins", "finetune"),
@@ -129,6 +130,8 @@ def test_study_f_runs_end_to_end_and_filtering_edits_stale_only_the_inliers(tmp_
             assert 0 <= accepted.get("correct", 0) <= len(accepted["indices"])
         student = runs[(runs.pool == pool) & (runs.protocol == "self_training")].iloc[0]
         assert student.n_extra == len(first["indices"]) + len(second["indices"])
+        teacher = runs[(runs.pool == pool) & (runs.protocol == "self_training_last_teacher")].iloc[0]
+        assert teacher.test_accuracy == second["teacher_test_accuracy"]
     for figure in ("outliers.png", "self_training_rounds.png", "accuracy_vs_labels.png"):
         assert (results / "figures" / figure).stat().st_size > 1000, figure
 
