@@ -8,11 +8,17 @@ layer is seeded, draws its parameters per image, and does nothing unless called 
 training=True.
 
 Besides small geometric ones, these are the augmentations of SimCLR and BYOL: a random
-resized crop, colour jitter, random grayscale and Gaussian blur, which a `preset` fills in
-per image size. A key given in the study overrides the preset's; inside crop, color_jitter
-and blur field by field. The geometric ones and the blur make no assumption about the
-pixel values (normalized images are fine); colour jitter assumes pixels in [0, 1] and
-clips to it.
+resized crop, colour jitter, random grayscale, Gaussian blur and solarisation, which a
+`preset` fills in per image size and method. A key given in the study overrides the
+preset's; inside crop, color_jitter and blur field by field. The geometric ones and the
+blur make no assumption about the pixel values (normalized images are fine); colour
+jitter and solarisation assume pixels in [0, 1] (jitter clips to it).
+
+A two-view method may augment its views differently (BYOL blurs view 1 always and view 2
+rarely, and solarizes only view 2): `second_view` holds keys that override, for view 2
+only, what view 1 resolves to (field by field, as over a preset). `build_views` makes the
+two pipelines; without any second_view it returns one pipeline twice, so the views are
+drawn as they always were. Stages that augment once (`build`) refuse a second view.
 """
 
 from __future__ import annotations
@@ -30,26 +36,37 @@ DEFAULTS = {
     "color_jitter": None,  # COLOR_JITTER's fields: an object, or true for the defaults
     "grayscale": 0.0,  # probability of turning an RGB image gray (it keeps 3 channels)
     "blur": None,  # Gaussian blur, BLUR's fields: an object, or true for the defaults
+    "solarize": 0.0,  # probability of solarizing an image (x -> 1 - x where x >= SOLARIZE_THRESHOLD)
+    "second_view": None,  # keys overriding view 1's for view 2 of a two-view method (not preset, second_view)
 }
-# What the augmentations with several fields take for those not given (SimCLR's values,
-# colour jitter at strength 0.5 as for CIFAR-10).
+# What the augmentations with several fields take for those not given: SimCLR's values,
+# colour jitter at SimCLR's CIFAR-10 strength 0.5 (google-research/simclr README.md:83
+# --color_jitter_strength=0.5; tf2/data_util.py:66-69 brightness, contrast, saturation
+# 0.8 * strength, hue 0.2 * strength). simclr_large sets ImageNet's strength 1.0.
 CROP = {"scale": [0.08, 1.0], "ratio": [3 / 4, 4 / 3]}  # area fraction; width / height
 COLOR_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "probability": 0.8}
 BLUR = {"probability": 0.5, "sigma": [0.1, 2.0]}  # sigma in pixels, drawn per image
 FIELDS = {"crop": CROP, "color_jitter": COLOR_JITTER, "blur": BLUR}
+# BYOL's colour jitter, the same for both views (deepmind-research byol/utils/augmentations.py:
+# 31-40 and 55-61; solo-learn scripts/pretrain/*/augmentations/asymmetric.yaml:5-12).
+_BYOL_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "probability": 0.8}
 PRESETS = {
-    # 28-32 px colour images (SimCLR on CIFAR-10): gentler crops, no blur.
+    # 28-32 px colour images (SimCLR on CIFAR-10, google-research/simclr README.md:81-83:
+    # colour jitter strength 0.5, no blur): gentler crops.
     "simclr_small": {
         "crop": {"scale": [0.2, 1.0]},
         "horizontal_flip": True,
         "color_jitter": {},
         "grayscale": 0.2,
     },
-    # 64-96 px colour images (STL-10; SimCLR's ImageNet recipe): blur only pays off here.
+    # 64-96 px colour images (STL-10; SimCLR's ImageNet recipe): colour jitter at strength
+    # 1.0 (google-research/simclr tf2/run.py:233 color_jitter_strength 1.0; data_util.py:
+    # 66-69 0.8 * strength, 0.2 * strength for hue; 382-389 p 0.8, grayscale 0.2), blur
+    # (run.py:237 use_blur; data_util.py:393-413 sigma 0.1-2, p 0.5). Blur only pays off here.
     "simclr_large": {
         "crop": {},
         "horizontal_flip": True,
-        "color_jitter": {},
+        "color_jitter": {"brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2},
         "grayscale": 0.2,
         "blur": {},
     },
@@ -59,19 +76,61 @@ PRESETS = {
         "horizontal_flip": True,
         "color_jitter": {"saturation": 0.0, "hue": 0.0},
     },
+    # 64-96 px colour images, BYOL's asymmetric recipe (deepmind-research
+    # byol/utils/augmentations.py:27-66; crop byol/utils/dataset.py:210-217, scale 0.08-1):
+    # jitter 0.4/0.4/0.2/0.1 with p 0.8, grayscale 0.2; blur p 1.0 on view 1 and 0.1 on
+    # view 2 (lines 43-49, 63-64); solarize 0.0 on view 1 and 0.2 on view 2 (lines 50, 65).
+    # solo-learn's ImageNet-100 BYOL is the same (scripts/pretrain/imagenet-100/byol.yaml:3
+    # -> augmentations/asymmetric.yaml:1-43).
+    "byol": {
+        "crop": {},
+        "horizontal_flip": True,
+        "color_jitter": _BYOL_JITTER,
+        "grayscale": 0.2,
+        "blur": {"probability": 1.0},
+        "solarize": 0.0,
+        "second_view": {"blur": {"probability": 0.1}, "solarize": 0.2},
+    },
+    # 28-32 px colour images, solo-learn's CIFAR BYOL (scripts/pretrain/cifar/byol.yaml:3 ->
+    # augmentations/asymmetric.yaml:1-43): BYOL's crop, jitter and grayscale, no blur on
+    # either view (gaussian_blur prob 0.0, lines 13-14 and 36-37), solarize 0.0 on view 1
+    # and 0.2 on view 2 (lines 15-16 and 38-39).
+    "byol_small": {
+        "crop": {},
+        "horizontal_flip": True,
+        "color_jitter": _BYOL_JITTER,
+        "grayscale": 0.2,
+        "second_view": {"solarize": 0.2},
+    },
 }
+SOLARIZE_THRESHOLD = 0.5  # on [0, 1] pixels, as BYOL's (augmentations.py:50, 65) and PIL's 128 of 255
 FILL_MODE = "nearest"  # what pixels shifted in take: the edge's (as Keras' ImageDataGenerator)
 BLUR_KERNEL = 0.1  # the blur's kernel spans about this fraction of the image's side (SimCLR)
 _SEED_STRIDE = 1000  # seeds of the layers after flip (seed) and shift (seed + 1): seed + k * stride
+_SECOND_VIEW_SEED = 500  # view 2's own pipeline is built from seed + this (none of view 1's seeds)
+# Keys that second_view may not hold.
+_VIEW_1_ONLY = ("preset", "second_view")
 
 
-def resolve(settings: dict | None) -> dict:
-    """Every key of DEFAULTS, the preset filled in; crop, color_jitter and blur are None
-    (off) or dicts of all their fields."""
+def resolve(settings: dict | None, view: int = 1) -> dict:
+    """Every key of DEFAULTS but second_view, for view 1 or 2, the preset filled in; crop,
+    color_jitter and blur are None (off) or dicts of all their fields.
+
+    View 2 resolves as view 1 with each source's second_view on top of it: the preset, the
+    preset's second_view, the study's keys, the study's second_view. A key given in the
+    study thus applies to both views unless its second_view says otherwise."""
     settings = settings or {}
-    resolved = dict(DEFAULTS)
-    for layer in (PRESETS.get(settings.get("preset"), {}), settings):
+    preset = PRESETS.get(settings.get("preset"), {})
+    sources = [preset, settings]
+    if view == 2:
+        sources = [preset, preset.get("second_view") or {}, settings, settings.get("second_view") or {}]
+    elif view != 1:
+        raise ValueError(f"view must be 1 or 2, got {view!r}")
+    resolved = {key: value for key, value in DEFAULTS.items() if key != "second_view"}
+    for layer in sources:
         for key, value in layer.items():
+            if key == "second_view":
+                continue
             if key in FIELDS:
                 value = {} if value is True else value if isinstance(value, dict) else None
                 if value is not None and resolved[key] is not None:
@@ -83,55 +142,98 @@ def resolve(settings: dict | None) -> dict:
     return resolved
 
 
-def check(settings: dict, *, channels: int | None = None) -> None:
+def check(settings: dict, *, channels: int | None = None, views: int | None = None) -> None:
     """Raise ValueError naming the key at fault; `channels` (None: unknown) rules out
-    colour augmentations on images that have none."""
+    colour augmentations on images that have none; `views` (None: unknown) is how many
+    views of an image the stage draws: 1 refuses settings whose view 2 differs from view 1
+    (a second_view, preset byol)."""
     settings = settings or {}
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"augmentation: unknown key(s) {unknown}; allowed: {sorted(DEFAULTS)}")
+    _check_keys(settings, "", sorted(DEFAULTS))
     preset = settings.get("preset")
     if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
         raise ValueError(f"augmentation.preset: unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
+    second = settings.get("second_view")
+    if second is not None:
+        if not isinstance(second, dict):
+            raise ValueError(
+                "augmentation.second_view must be a mapping of augmentation keys that override "
+                f"view 1's for view 2, got {second!r}"
+            )
+        inner = [key for key in _VIEW_1_ONLY if key in second]
+        if inner:
+            raise ValueError(
+                f"augmentation.second_view may not contain {inner}: it overrides view 1's keys for "
+                "view 2, and both views share the preset"
+            )
+        _check_keys(second, "second_view", sorted(set(DEFAULTS) - set(_VIEW_1_ONLY)))
+    first = resolve(settings, 1)
+    _check_resolved(first, "", channels)
+    if second is not None or "second_view" in PRESETS.get(preset, {}):
+        _check_resolved(resolve(settings, 2), "second_view.", channels)
+    if views == 1 and resolve(settings, 2) != first:
+        if second is not None:
+            raise ValueError(
+                "augmentation.second_view: only two-view methods (simclr, byol, ...) draw a second "
+                "view; this stage augments each image once"
+            )
+        raise ValueError(
+            f"augmentation.preset: {preset} augments view 2 differently (a second_view), which only "
+            "two-view methods (simclr, byol, ...) draw; this stage augments each image once"
+        )
+
+
+def _check_keys(settings: dict, where: str, allowed: list[str]) -> None:
+    """Unknown keys, and crop, color_jitter and blur that are neither mappings of their
+    fields nor booleans, in `settings` (the study's augmentation or its `where`)."""
+    at = f"augmentation.{where}" if where else "augmentation"
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise ValueError(f"{at}: unknown key(s) {unknown}; allowed: {allowed}")
     for key, fields in FIELDS.items():
         value = settings.get(key)
         if isinstance(value, dict):
             unknown = sorted(set(value) - set(fields))
             if unknown:
-                raise ValueError(f"augmentation.{key}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+                raise ValueError(f"{at}.{key}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
         elif value is not None and not isinstance(value, bool):
-            raise ValueError(f"augmentation.{key} must be a mapping of {sorted(fields)}, true or false")
-    resolved = resolve(settings)
+            raise ValueError(f"{at}.{key} must be a mapping of {sorted(fields)}, true or false")
+
+
+def _check_resolved(resolved: dict, where: str, channels: int | None) -> None:
+    """The values of one view's resolved settings; `where` prefixes the keys named."""
     if not isinstance(resolved["horizontal_flip"], bool):
         raise ValueError(
-            f"augmentation.horizontal_flip must be true or false, got {resolved['horizontal_flip']!r}"
+            f"augmentation.{where}horizontal_flip must be true or false, got {resolved['horizontal_flip']!r}"
         )
-    _number("shift", resolved["shift"], 0, 1, "[0, 1)", open_top=True)
-    _number("rotation", resolved["rotation"], 0, 0.5, "[0, 0.5]")
-    _number("zoom", resolved["zoom"], 0, 1, "[0, 1)", open_top=True)
-    _number("grayscale", resolved["grayscale"], 0, 1, "[0, 1]")
+    _number(f"{where}shift", resolved["shift"], 0, 1, "[0, 1)", open_top=True)
+    _number(f"{where}rotation", resolved["rotation"], 0, 0.5, "[0, 0.5]")
+    _number(f"{where}zoom", resolved["zoom"], 0, 1, "[0, 1)", open_top=True)
+    _number(f"{where}grayscale", resolved["grayscale"], 0, 1, "[0, 1]")
+    _number(f"{where}solarize", resolved["solarize"], 0, 1, "[0, 1]")
     if resolved["crop"]:
-        _pair("crop.scale", resolved["crop"]["scale"], 1, "0 < min <= max <= 1")
-        _pair("crop.ratio", resolved["crop"]["ratio"], math.inf, "0 < min <= max")
+        _pair(f"{where}crop.scale", resolved["crop"]["scale"], 1, "0 < min <= max <= 1")
+        _pair(f"{where}crop.ratio", resolved["crop"]["ratio"], math.inf, "0 < min <= max")
     if resolved["color_jitter"]:
         jitter = resolved["color_jitter"]
         for name in ("brightness", "contrast", "saturation", "probability"):
-            _number(f"color_jitter.{name}", jitter[name], 0, 1, "[0, 1]")
-        _number("color_jitter.hue", jitter["hue"], 0, 0.5, "[0, 0.5]")
+            _number(f"{where}color_jitter.{name}", jitter[name], 0, 1, "[0, 1]")
+        _number(f"{where}color_jitter.hue", jitter["hue"], 0, 0.5, "[0, 0.5]")
     if resolved["blur"]:
-        _number("blur.probability", resolved["blur"]["probability"], 0, 1, "[0, 1]")
-        _pair("blur.sigma", resolved["blur"]["sigma"], math.inf, "0 < min <= max")
+        _number(f"{where}blur.probability", resolved["blur"]["probability"], 0, 1, "[0, 1]")
+        _pair(f"{where}blur.sigma", resolved["blur"]["sigma"], math.inf, "0 < min <= max")
     if channels is not None and channels != 3:
         jitter = resolved["color_jitter"]
         for name in ("saturation", "hue"):
             if jitter and jitter["probability"] and jitter[name]:
                 raise ValueError(
-                    f"augmentation.color_jitter.{name}: no colour jitter on {channels}-channel images "
-                    f"(got {name} {jitter[name]}); set saturation and hue to 0, keeping brightness and "
-                    "contrast, or use preset simclr_grayscale"
+                    f"augmentation.{where}color_jitter.{name}: no colour jitter on {channels}-channel "
+                    f"images (got {name} {jitter[name]}); set saturation and hue to 0, keeping brightness "
+                    "and contrast, or use preset simclr_grayscale"
                 )
         if resolved["grayscale"]:
-            raise ValueError(f"augmentation.grayscale: needs RGB images, these have {channels} channel(s)")
+            raise ValueError(
+                f"augmentation.{where}grayscale: needs RGB images, these have {channels} channel(s)"
+            )
 
 
 def _is_number(value) -> bool:
@@ -155,15 +257,39 @@ def _pair(key: str, value, high: float, shown: str) -> None:
 
 
 def build(settings: dict | None, seed: int):
-    """A keras.Sequential of the augmentations `settings` asks for, or None for none.
+    """A keras.Sequential of the augmentations `settings` asks for, or None for none, for
+    a stage that augments each image once: ValueError if view 2 would differ (second_view,
+    preset byol; see build_views).
 
-    Order: crop, flip, shift, rotation, zoom, colour jitter, grayscale, blur. The layers
-    compute in float32 whatever Keras' global dtype policy (mixed precision is for models).
+    Order: crop, flip, shift, rotation, zoom, colour jitter, grayscale, blur, solarize. The
+    layers compute in float32 whatever Keras' global dtype policy (mixed precision is for
+    models).
     """
+    check(settings, views=1)
+    return _build(resolve(settings), seed)
+
+
+def build_views(settings: dict | None, seed: int) -> tuple:
+    """(view 1's, view 2's) augmentation layers of a two-view method, each None for none.
+
+    Without a second view (view 2 resolves as view 1) it is one pipeline twice, the very
+    object `build` makes, so the views are drawn as they always were. Otherwise view 2 has
+    its own pipeline, built from seed + _SECOND_VIEW_SEED: called statefully, it draws
+    other crops than view 1's (keyed by `apply`, each view has its own key anyway).
+    """
+    first = resolve(settings, 1)
+    second = resolve(settings, 2)
+    layers = _build(first, seed)
+    if second == first:
+        return layers, layers
+    return layers, _build(second, seed + _SECOND_VIEW_SEED, name="augmentation_view2")
+
+
+def _build(settings: dict, seed: int, name: str = "augmentation"):
+    """The layers of one view's resolved settings, or None for none."""
     import keras
 
     layers = _layer_classes()
-    settings = resolve(settings)
 
     def seed_of(k):
         return seed + k * _SEED_STRIDE
@@ -212,9 +338,14 @@ def build(settings: dict | None, seed: int):
         if blur and blur["probability"]:
             inner = layers["GaussianBlur"](blur["sigma"], seed=seed_of(7))
             stages.append(layers["RandomApply"](inner, blur["probability"], seed=seed_of(8), name="blur"))
+        if settings["solarize"]:
+            inner = layers["Solarize"](SOLARIZE_THRESHOLD)
+            stages.append(
+                layers["RandomApply"](inner, settings["solarize"], seed=seed_of(9), name="solarize")
+            )
         if not stages:
             return None
-        layers = keras.Sequential(stages, name="augmentation")
+        layers = keras.Sequential(stages, name=name)
         layers.base_seed = int(seed)  # what `apply` keys its draws with in the input pipeline
         return layers
     finally:
@@ -270,9 +401,11 @@ def _seed_generators(layers) -> list:
 
 
 def _jitter_factors(jitter: dict) -> dict:
-    """Keras' RandomColorJitter arguments for SimCLR's strengths (tf.image's semantics):
-    brightness adds up to ±b, contrast scales by [1 - c, 1 + c] about each channel's mean,
-    saturation scales by [1 - s, 1 + s], hue turns by up to ±h of a full turn."""
+    """Keras' RandomColorJitter arguments for SimCLR's and BYOL's strengths (tf.image's
+    semantics): brightness adds up to ±b (as SimCLR v1 and BYOL; SimCLR v2 multiplies by
+    [1 - b, 1 + b]), contrast scales by [1 - c, 1 + c] about each channel's mean,
+    saturation scales by [1 - s, 1 + s], hue turns by up to ±h of a full turn; in that
+    order, where SimCLR and BYOL shuffle it per image."""
     b, c, s, h = (jitter[k] for k in ("brightness", "contrast", "saturation", "hue"))
     return {
         "brightness_factor": (-b, b) if b else None,
@@ -423,6 +556,29 @@ def _layer_classes() -> dict:
             return {**super().get_config(), "sigma": self.sigma, "kernel": self.kernel, "seed": self.seed}
 
     @register
+    class Solarize(keras.layers.Layer):
+        """Solarize every image: each value x >= `threshold` becomes 1 - x, the others stay
+        (BYOL's, deepmind-research byol/utils/augmentations.py:437;
+        PIL's ImageOps.solarize as solo-learn uses it). Assumes pixels in [0, 1];
+        deterministic: RandomApply picks the images.
+        """
+
+        def __init__(self, threshold=SOLARIZE_THRESHOLD, **kwargs):
+            super().__init__(**kwargs)
+            self.threshold = float(threshold)
+
+        def call(self, inputs, training=None):
+            if not training:
+                return inputs
+            return tf.where(inputs >= tf.cast(self.threshold, inputs.dtype), 1.0 - inputs, inputs)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "threshold": self.threshold}
+
+    @register
     class RandomGrayscale(keras.layers.RandomGrayscale):
         """Keras' RandomGrayscale (per image, keeps the channels), its seed in its config."""
 
@@ -433,6 +589,7 @@ def _layer_classes() -> dict:
         "RandomResizedCrop": RandomResizedCrop,
         "RandomApply": RandomApply,
         "GaussianBlur": GaussianBlur,
+        "Solarize": Solarize,
         "RandomGrayscale": RandomGrayscale,
     }
 
@@ -440,6 +597,6 @@ def _layer_classes() -> dict:
 def __getattr__(name):
     # The layers subclass Keras classes; defining them on first use keeps keras out of
     # `import selfsup.augment`, which check() alone does not need.
-    if name in ("RandomResizedCrop", "RandomApply", "GaussianBlur", "RandomGrayscale"):
+    if name in ("RandomResizedCrop", "RandomApply", "GaussianBlur", "Solarize", "RandomGrayscale"):
         return _layer_classes()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

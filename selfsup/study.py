@@ -399,12 +399,13 @@ def labeled_pool_size(split: dict, layout: sources.Layout, seeds: list[int]) -> 
     return labeled - monitor
 
 
-def check_training(where: str, settings: dict, channels: int | None = None) -> None:
+def check_training(where: str, settings: dict, channels: int | None = None, views: int | None = None) -> None:
     """Cross-key rules of one stage's training settings (schedules, augmentation,
-    optimizer); `channels` of the images rules out colour augmentations on grayscale."""
+    optimizer); `channels` of the images rules out colour augmentations on grayscale;
+    `views` 1 (a stage that augments each image once) rules out a second view."""
     try:
         schedules.check(settings)
-        augment.check(settings.get("augmentation") or {}, channels=channels)
+        augment.check(settings.get("augmentation") or {}, channels=channels, views=views)
         if settings.get("optimizer"):
             training.check_optimizer(settings["optimizer"])
     except ValueError as err:
@@ -442,7 +443,7 @@ def check_training_sections(study: dict, channels: int) -> None:
     metrics are known without their models (downstream: loss and accuracy)."""
     for name, entry in study["pretext"].items():
         check_training(f"pretext.{name}", entry, channels)
-    check_training("outliers", study["outliers"], channels)
+    check_training("outliers", study["outliers"], channels, views=1)
     check_monitors("outliers", study["outliers"], ["loss"])
     settings = study["downstream"]
     for protocol in settings.get("overrides", {}):
@@ -456,7 +457,7 @@ def check_training_sections(study: dict, channels: int) -> None:
             if protocol not in settings.get("overrides", {})
             else f"downstream.overrides.{protocol}"
         )
-        check_training(where, downstream_settings(study, protocol), channels)
+        check_training(where, downstream_settings(study, protocol), channels, views=1)
         check_monitors(where, downstream_settings(study, protocol), ["loss", "accuracy"])
 
 
@@ -521,6 +522,11 @@ def check_study(config: dict) -> dict:
         except KeyError as err:
             raise StudyError(f"pretext.{name}.method: {err.args[0]}") from None
         entry["options"] = check_options(f"pretext.{name}.options", entry.get("options", {}), method.OPTIONS)
+        if not method.OWNS_AUGMENTATION:  # its input pipeline augments each image once
+            try:
+                augment.check(entry.get("augmentation") or {}, views=1)
+            except ValueError as err:
+                raise StudyError(f"pretext.{name}.{err}") from None
         if getattr(method, "PIXEL_TARGETS", False) and normalization != "none":
             raise StudyError(
                 f"pretext.{name}: {entry['method']} reconstructs pixels in [0, 1], so it cannot take "

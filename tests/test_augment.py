@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 from selfsup import augment
+from selfsup.pretext.contrastive import TwoViewModel
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "study.schema.yaml"
 
 JITTER_OFF = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
 
@@ -28,10 +35,11 @@ def layers(seed):
         ),
         "grayscale": augment.RandomGrayscale(0.5, seed=seed),
         "blur": augment.GaussianBlur((0.5, 2.0), kernel=0.5, seed=seed),
+        "solarize": augment.RandomApply(augment.Solarize(), 0.5, seed=seed),
     }
 
 
-@pytest.mark.parametrize("name", ["crop", "jitter", "grayscale", "blur"])
+@pytest.mark.parametrize("name", ["crop", "jitter", "grayscale", "blur", "solarize"])
 def test_layers_keep_shape_and_dtype_repeat_with_their_seed_and_vary_per_image(name):
     x = np.repeat(images(1), 8, axis=0)  # eight copies: differences come from the layer
     out = run(layers(1)[name], x)
@@ -43,7 +51,7 @@ def test_layers_keep_shape_and_dtype_repeat_with_their_seed_and_vary_per_image(n
     np.testing.assert_array_equal(np.asarray(layers(1)[name](x, training=False)), x)
 
 
-@pytest.mark.parametrize("name", ["crop", "jitter", "grayscale", "blur"])
+@pytest.mark.parametrize("name", ["crop", "jitter", "grayscale", "blur", "solarize"])
 def test_layers_round_trip_their_config(name):
     layer = layers(3)[name]
     config = layer.get_config()
@@ -103,6 +111,147 @@ def test_blur_keeps_flat_images_and_the_mean_and_smooths():
     np.testing.assert_allclose(out.mean(axis=(1, 2)), x.mean(axis=(1, 2)), atol=0.03)
     # A tiny sigma leaves the image as it was.
     np.testing.assert_allclose(run(augment.GaussianBlur((0.05, 0.05), seed=0), x), x, atol=1e-6)
+
+
+def test_solarize_inverts_the_values_at_or_above_the_threshold_per_image():
+    x = np.array([0.0, 0.2, 0.49, 0.5, 0.7, 1.0], np.float32).reshape(1, 1, 6, 1).repeat(4, axis=0)
+    always = run(augment.build({"solarize": 1.0}, seed=0), x)
+    np.testing.assert_allclose(always, np.where(x >= 0.5, 1.0 - x, x))
+    assert [layer.name for layer in augment.build({"solarize": 1.0}, seed=0).layers] == ["solarize"]
+    assert augment.build({"solarize": 0.0}, seed=0) is None
+    np.testing.assert_array_equal(run(augment.RandomApply(augment.Solarize(), 0.0, seed=0), x), x)
+
+
+def test_apply_repeats_the_solarize_draws_for_a_key():
+    x = images(n=32)
+    layers = augment.build({"solarize": 0.5}, seed=0)
+    key = tf.constant([3, 4], tf.int64)
+    out = np.asarray(augment.apply(layers, x, key))
+    run(layers, x)  # advances the generators' state, which apply ignores
+    np.testing.assert_array_equal(np.asarray(augment.apply(layers, x, key)), out)
+    flipped = [not np.array_equal(o, i) for o, i in zip(out, x, strict=True)]
+    assert 0 < sum(flipped) < len(x)
+    other = np.asarray(augment.apply(layers, x, tf.constant([3, 5], tf.int64)))
+    assert not np.array_equal(other, out)
+
+
+def test_simclr_large_jitters_at_simclrs_imagenet_strength_the_small_presets_at_cifars():
+    # google-research/simclr: 0.8 * s for brightness, contrast, saturation, 0.2 * s for hue;
+    # s = 1.0 on ImageNet, 0.5 on CIFAR-10.
+    strength = {"probability": 0.8}
+    assert augment.resolve({"preset": "simclr_large"})["color_jitter"] == {
+        "brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2, **strength
+    }  # fmt: skip
+    assert augment.resolve({"preset": "simclr_small"})["color_jitter"] == {
+        "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1, **strength
+    }  # fmt: skip
+    augment.check({"preset": "simclr_large"}, channels=3)
+
+
+def test_byol_presets_differ_per_view_as_their_sources():
+    byol_1 = augment.resolve({"preset": "byol"}, view=1)
+    byol_2 = augment.resolve({"preset": "byol"}, view=2)
+    jitter = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "probability": 0.8}
+    for view in (byol_1, byol_2):
+        assert view["crop"] == augment.CROP and view["horizontal_flip"] is True
+        assert view["color_jitter"] == jitter and view["grayscale"] == 0.2
+    assert (byol_1["blur"]["probability"], byol_1["solarize"]) == (1.0, 0.0)
+    assert (byol_2["blur"]["probability"], byol_2["solarize"]) == (0.1, 0.2)
+    small_1 = augment.resolve({"preset": "byol_small"}, view=1)
+    small_2 = augment.resolve({"preset": "byol_small"}, view=2)
+    assert small_1["blur"] is None and small_2["blur"] is None
+    assert (small_1["solarize"], small_2["solarize"]) == (0.0, 0.2)
+    assert small_1["color_jitter"] == jitter
+    # A study's key applies to both views, field by field; its second_view to view 2 only.
+    settings = {"preset": "byol", "blur": {"sigma": [1.0, 2.0]}, "second_view": {"solarize": 0.5}}
+    assert augment.resolve(settings, view=2)["blur"] == {"probability": 0.1, "sigma": [1.0, 2.0]}
+    assert augment.resolve(settings, view=1)["blur"] == {"probability": 1.0, "sigma": [1.0, 2.0]}
+    assert [augment.resolve(settings, view=view)["solarize"] for view in (1, 2)] == [0.0, 0.5]
+
+
+def test_byol_blurs_view_1_always_and_solarizes_a_fifth_of_view_2():
+    # Bright noise: a blurred image loses most of its pixel-to-pixel differences (solarizing
+    # keeps them), a solarized one turns dark (every value is above the threshold).
+    # The geometric and colour stages are off, for both views, to see blur and solarize.
+    n = 200
+    x = np.random.default_rng(0).uniform(0.55, 0.95, (n, 32, 32, 3)).astype(np.float32)
+    settings = {
+        "preset": "byol",
+        "crop": False,
+        "horizontal_flip": False,
+        "color_jitter": False,
+        "grayscale": 0,
+        "blur": {"sigma": [1.0, 2.0]},
+    }
+    first, second = augment.build_views(settings, seed=0)
+    assert first is not second
+    model = TwoViewModel(
+        keras.layers.Identity(), keras.layers.Identity(), augmentation=first, second_augmentation=second
+    )
+    assert model.view_augmentations == (first, second)
+    views = model.views((x, tf.constant([7, 11], tf.int64)))
+
+    def energy(batch):
+        return np.square(np.diff(batch, axis=1)).mean(axis=(1, 2, 3))
+
+    blurred = [energy(np.asarray(view)) < 0.7 * energy(x) for view in views]
+    solarized = [np.asarray(view).max(axis=(1, 2, 3)) < 0.5 for view in views]
+    assert blurred[0].all() and not solarized[0].any()
+    assert 0.12 <= solarized[1].mean() <= 0.28
+    assert 0.03 <= blurred[1].mean() <= 0.18
+    # Unblurred images of view 2 are the input, or its solarized form, exactly.
+    kept = ~blurred[1]
+    np.testing.assert_allclose(
+        np.asarray(views[1])[kept],
+        np.where(solarized[1][kept, None, None, None], 1 - x[kept], x[kept]),
+        atol=1e-6,
+    )
+
+
+def test_without_a_second_view_both_views_come_from_one_pipeline_as_before():
+    x = images(n=6, size=16)
+    settings = {"preset": "simclr_small"}
+    first, second = augment.build_views(settings, seed=3)
+    assert first is second
+    # The same pipeline `build` makes: the same draws, keyed or from the seed generators.
+    model = TwoViewModel(keras.layers.Identity(), keras.layers.Identity(), augmentation=first)
+    assert model.view_augmentations == (first, first)
+    key = tf.constant([1, 2], tf.int64)
+    reference = augment.build(settings, seed=3)
+    fold_in = tf.random.experimental.stateless_fold_in
+    for view, out in zip((1, 2), model.views((x, key)), strict=True):
+        np.testing.assert_array_equal(
+            np.asarray(out), np.asarray(augment.apply(reference, x, fold_in(key, view)))
+        )
+    for out in model.views(x):
+        np.testing.assert_array_equal(np.asarray(out), run(reference, x))
+    # A second_view that changes nothing is no second view.
+    again = augment.build_views({**settings, "second_view": {"grayscale": 0.2}}, seed=3)
+    assert again[0] is again[1]
+
+
+def test_stages_that_augment_once_refuse_a_second_view():
+    with pytest.raises(ValueError, match=r"^augmentation\.second_view: only two-view methods"):
+        augment.check({"second_view": {"solarize": 0.2}}, views=1)
+    with pytest.raises(ValueError, match=r"^augmentation\.preset: byol augments view 2 differently"):
+        augment.build({"preset": "byol"}, seed=0)
+    augment.check({"preset": "byol"}, views=2, channels=3)
+    augment.check({"preset": "simclr_large", "solarize": 0.2}, views=1)
+
+
+def test_the_schema_lists_the_keys_and_presets():
+    from jsonschema import Draft202012Validator
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    definition = schema["$defs"]["augmentation"]
+    assert set(definition["properties"]) == set(augment.DEFAULTS)
+    assert definition["properties"]["preset"]["enum"] == list(augment.PRESETS)
+    second = definition["properties"]["second_view"]["properties"]
+    assert set(second) == set(augment.DEFAULTS) - {"preset", "second_view"}
+    validator = Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/augmentation"})
+    validator.validate({"preset": "byol", "second_view": {"blur": {"probability": 0.5}, "solarize": 0.2}})
+    assert not validator.is_valid({"second_view": {"preset": "byol"}})
+    assert not validator.is_valid({"second_view": {"solarize": 1.5}})
 
 
 def test_color_jitter_on_one_channel_with_brightness_and_contrast():
@@ -193,7 +342,7 @@ def test_presets_pass_check_on_their_images():
         (
             {"preset": "simclr"},
             None,
-            r"^augmentation\.preset: unknown preset 'simclr'; allowed: \['simclr_grayscale'",
+            r"^augmentation\.preset: unknown preset 'simclr'; allowed: \['byol', 'byol_small', 'simclr_grayscale'",
         ),
         (
             {"crop": {"area": [0.1, 1]}},
@@ -258,6 +407,34 @@ def test_presets_pass_check_on_their_images():
             None,
             r"^augmentation\.blur\.sigma must be \[min, max\] with 0 < min <= max",
         ),
+        ({"solarize": 1.5}, None, r"^augmentation\.solarize must lie in \[0, 1\], got 1\.5"),
+        ({"second_view": 0.2}, None, r"^augmentation\.second_view must be a mapping of augmentation keys"),
+        (
+            {"second_view": {"preset": "byol"}},
+            None,
+            r"^augmentation\.second_view may not contain \['preset'\]",
+        ),
+        (
+            {"second_view": {"second_view": {}}},
+            None,
+            r"^augmentation\.second_view may not contain \['second_view'\]",
+        ),
+        (
+            {"second_view": {"blurr": {}}},
+            None,
+            r"^augmentation\.second_view: unknown key\(s\) \['blurr'\]; allowed: \['blur', ",
+        ),
+        (
+            {"second_view": {"blur": {"p": 1}}},
+            None,
+            r"^augmentation\.second_view\.blur: unknown key\(s\) \['p'\]",
+        ),
+        (
+            {"preset": "byol", "second_view": {"blur": {"probability": 2}}},
+            None,
+            r"^augmentation\.second_view\.blur\.probability must lie in \[0, 1\], got 2",
+        ),
+        ({"second_view": {"grayscale": 0.2}}, 1, r"^augmentation\.second_view\.grayscale: needs RGB"),
     ],
 )
 def test_check_names_the_key_at_fault(settings, channels, message):

@@ -189,3 +189,19 @@ def test_examples_show_two_views(name, tiny_encoder):
     assert list(shown) == ["input", "view 1", "view 2"]
     assert all(v.shape == (4, 16, 16, 1) for v in shown.values())
     assert not np.allclose(shown["view 1"], shown["view 2"])
+
+
+def test_head_batch_norm_standardises_small_activations():
+    """The heads' BatchNorm takes PyTorch's eps 1e-5 as the references do: pre-BatchNorm
+    activations of variance ~1e-4 (a projector's at initialisation) come out with unit
+    spread. Keras' default epsilon 1e-3 would leave them at about 0.3."""
+    from selfsup.pretext.contrastive import mlp
+
+    head = mlp([64, 16], "projector")
+    features = tf.constant(np.random.default_rng(0).normal(0, 1, (256, 32)), tf.float32)
+    head(features, training=False)
+    dense, bn = head.get_layer("projector_dense1"), head.get_layer("projector_bn1")
+    dense.kernel.assign(dense.kernel * 0.01 / float(tf.math.reduce_std(dense(features))))
+    spread = tf.math.reduce_std(bn(dense(features), training=True), axis=0)
+    assert float(tf.reduce_min(spread)) > 0.9
+    assert bn.momentum == 0.9  # PyTorch's momentum 0.1 for the new batch

@@ -484,6 +484,21 @@ def test_check_training_rejects_a_shift_of_more_than_the_image():
     check_training("downstream", {"augmentation": None})
 
 
+def test_only_two_view_methods_take_a_second_view(study):
+    rotation = copy.deepcopy(study)
+    rotation["pretext"]["rotation"]["augmentation"] = {"second_view": {"horizontal_flip": True}}
+    with pytest.raises(
+        StudyError, match=r"^pretext\.rotation\.augmentation\.second_view: only two-view methods"
+    ):
+        check_study(rotation)
+    downstream = copy.deepcopy(study)
+    downstream["downstream"]["augmentation"] = {"shift": 0.1, "second_view": {"shift": 0.2}}
+    with pytest.raises(StudyError, match=r"^downstream\.augmentation\.second_view: only two-view methods"):
+        check_study(downstream)
+    asymmetric = {"preset": "simclr_grayscale", "second_view": {"horizontal_flip": False}}
+    check_study(two_view(copy.deepcopy(study), "byol", augmentation=asymmetric))
+
+
 def test_schema_rejects_a_shift_of_more_than_the_image():
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
@@ -528,9 +543,9 @@ def test_a_sound_two_view_study_passes(study):
         ),
         (
             "simclr",
-            {"augmentation": {"solarize": 0.2}},
+            {"augmentation": {"equalize": 0.2}},
             0,
-            r"pretext\.simclr\.augmentation: unknown key\(s\) \['solarize'\]; allowed: .*color_jitter",
+            r"pretext\.simclr\.augmentation: unknown key\(s\) \['equalize'\]; allowed: .*color_jitter",
         ),
         (
             "simclr",

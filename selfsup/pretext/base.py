@@ -47,7 +47,8 @@ class PretextMethod:
     def build(self, encoder, options: dict, augmentation=None, total_steps=None):
         """The pretext keras.Model around `encoder`. Study validation builds it once, so a
         ValueError here (options that do not fit the encoder) stops the study early.
-        `augmentation` (a Keras layer or None) is passed when OWNS_AUGMENTATION."""
+        `augmentation` (a Keras layer or None) is passed when OWNS_AUGMENTATION, and with
+        it `second_augmentation` (view 2's layers, selfsup.augment.build_views)."""
         raise NotImplementedError
 
     def compile_args(self, options: dict) -> dict:

@@ -22,21 +22,29 @@ from selfsup import augment
 from selfsup.pretext import losses
 from selfsup.pretext.base import PretextMethod
 
+# The heads' BatchNorm as the references' PyTorch BatchNorm1d (eps 1e-5, momentum 0.1 for
+# the new batch, i.e. Keras momentum 0.9), not Keras' defaults (epsilon 1e-3, momentum
+# 0.99). The epsilon matters: at initialisation a projector's pre-BatchNorm variance is
+# about 1e-4, so with Keras' 1e-3 its BatchNorm would only partly standardise.
+HEAD_BATCH_NORM = {"epsilon": 1e-5, "momentum": 0.9}
+
 
 def mlp(units: list[int], name: str, batch_norm_output: bool = False) -> keras.Sequential:
     """Dense-BatchNorm-ReLU per hidden width, then a linear Dense of the last width
     (followed by a BatchNorm without scale and shift when `batch_norm_output`, as the
-    SimSiam and Barlow Twins projectors end)."""
+    SimSiam and Barlow Twins projectors end). BatchNorm takes HEAD_BATCH_NORM."""
     stack: list = [keras.layers.Flatten(name=f"{name}_flatten")]
     for i, width in enumerate(units[:-1], start=1):
         stack += [
             keras.layers.Dense(width, use_bias=False, name=f"{name}_dense{i}"),
-            keras.layers.BatchNormalization(name=f"{name}_bn{i}"),
+            keras.layers.BatchNormalization(**HEAD_BATCH_NORM, name=f"{name}_bn{i}"),
             keras.layers.ReLU(name=f"{name}_relu{i}"),
         ]
     stack.append(keras.layers.Dense(units[-1], name=f"{name}_out"))
     if batch_norm_output:
-        stack.append(keras.layers.BatchNormalization(center=False, scale=False, name=f"{name}_out_bn"))
+        stack.append(
+            keras.layers.BatchNormalization(center=False, scale=False, **HEAD_BATCH_NORM, name=f"{name}_out_bn")
+        )
     return keras.Sequential(stack, name=name)
 
 
@@ -47,14 +55,25 @@ class TwoViewModel(keras.Model):
     a pair (view1, view2) is used as it is (the throughput benchmark feeds pre-made views).
     Subclasses implement `view_loss(x1, x2, training) -> (loss, projections of view 1)`
     and may override `after_step()` (BYOL's target update, NNCLR's queue).
+
+    `augmentation` makes view 1, and view 2 too unless `second_augmentation` (an
+    asymmetric recipe, selfsup.augment.build_views) makes view 2.
     """
 
-    def __init__(self, encoder, projector, augmentation=None, predictor=None, **kwargs):
+    # View 2's own augmentation layers; None: view 1's. Set on the instance only when they
+    # differ, so that a symmetric model tracks (and saves) the very attributes it did.
+    second_augmentation = None
+
+    def __init__(
+        self, encoder, projector, augmentation=None, predictor=None, second_augmentation=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.projector = projector
         self.predictor = predictor
         self.augmentation = augmentation
+        if second_augmentation is not None and second_augmentation is not augmentation:
+            self.second_augmentation = second_augmentation
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.std_tracker = keras.metrics.Mean(name="embedding_std")
 
@@ -63,8 +82,9 @@ class TwoViewModel(keras.Model):
         weight files see them all."""
         images = keras.ops.zeros((2, *input_shape[1:]))
         self.predict_projection(images, training=False)
-        if self.augmentation is not None:
-            self.augmentation(images, training=False)
+        for layers in self.view_augmentations:
+            if layers is not None:
+                layers(images, training=False)
         self.built = True
 
     def call(self, images, training=False):
@@ -80,6 +100,12 @@ class TwoViewModel(keras.Model):
         return z, p
 
     @property
+    def view_augmentations(self) -> tuple:
+        """(view 1's, view 2's) augmentation layers: one object twice unless asymmetric."""
+        second = self.augmentation if self.second_augmentation is None else self.second_augmentation
+        return self.augmentation, second
+
+    @property
     def metrics(self):
         return [self.loss_tracker, self.std_tracker]
 
@@ -88,16 +114,19 @@ class TwoViewModel(keras.Model):
         stateless key (TwoViewMethod.transform), a function of the run's seed, the epoch
         and the batch, so the views are too, and a resumed job draws the very views an
         uninterrupted one does; a batch of images alone draws from the layers' seed
-        generators."""
+        generators. View v is made by its own layers (view_augmentations) with key
+        fold_in(key, v)."""
         if isinstance(data, tuple | list) and len(data) == 2 and len(data[1].shape) == 4:
             return data[0], data[1]
         images = data[0] if isinstance(data, tuple | list) else data
-        if self.augmentation is None:
-            return images, images
+        layers = self.view_augmentations
         if isinstance(data, tuple | list) and len(data) == 2 and len(data[1].shape) == 1:
             fold_in = tf.random.experimental.stateless_fold_in
-            return tuple(augment.apply(self.augmentation, images, fold_in(data[1], view)) for view in (1, 2))
-        return self.augmentation(images, training=True), self.augmentation(images, training=True)
+            return tuple(
+                images if aug is None else augment.apply(aug, images, fold_in(data[1], view))
+                for view, aug in zip((1, 2), layers, strict=True)
+            )
+        return tuple(images if aug is None else aug(images, training=True) for aug in layers)
 
     def view_loss(self, x1, x2, training):
         raise NotImplementedError
@@ -165,10 +194,13 @@ class TwoViewMethod(PretextMethod):
             heads["predictor"] = mlp(options[self.PREDICTOR], "predictor")
         return heads
 
-    def build(self, encoder, options: dict, augmentation=None, total_steps=None):
+    def build(self, encoder, options: dict, augmentation=None, total_steps=None, second_augmentation=None):
+        """`augmentation` makes both views, or view 1 only when `second_augmentation` (view
+        2's layers, selfsup.augment.build_views) differs."""
         model = self.MODEL(
             encoder=encoder,
             augmentation=augmentation,
+            second_augmentation=second_augmentation,
             options=options,
             total_steps=total_steps,
             name=type(self).__name__.lower(),
@@ -187,12 +219,12 @@ class TwoViewMethod(PretextMethod):
     def examples(self, model, images: np.ndarray, options: dict, seed: int) -> dict:
         """Two augmented views of each image: what the method learns to match."""
         images = np.asarray(images, dtype=np.float32)
-        if model.augmentation is None:
+        first, second = model.view_augmentations
+        if first is None and second is None:
             return {"input": images}
         keras.utils.set_random_seed(seed)
-        first = np.asarray(model.augmentation(images, training=True))
-        second = np.asarray(model.augmentation(images, training=True))
-        return {"input": images, "view 1": first, "view 2": second}
+        views = [images if aug is None else np.asarray(aug(images, training=True)) for aug in (first, second)]
+        return {"input": images, "view 1": views[0], "view 2": views[1]}
 
 
 def _augments(settings: dict | None) -> bool:
