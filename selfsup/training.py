@@ -69,7 +69,17 @@ def set_precision(policy: str) -> None:
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "lars")
-_OPTIMIZER_KEYS = ("name", "learning_rate", "momentum", "weight_decay", "trust_coefficient")
+_OPTIMIZER_KEYS = (
+    "name",
+    "learning_rate",
+    "momentum",
+    "weight_decay",
+    "weight_decay_mode",
+    "trust_coefficient",
+    "clip_lr",
+    "bias_lr_factor",
+    "fixed_lr_for",
+)
 
 
 def check_optimizer(settings: dict) -> None:
@@ -83,7 +93,7 @@ def check_optimizer(settings: dict) -> None:
     name = settings.get("name")
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer.name: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    for key in ("learning_rate", "momentum", "weight_decay", "trust_coefficient"):
+    for key in ("learning_rate", "momentum", "weight_decay", "trust_coefficient", "bias_lr_factor"):
         value = settings.get(key, 0.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"optimizer.{key}: must be a number, got {value!r}")
@@ -106,6 +116,24 @@ def check_optimizer(settings: dict) -> None:
             "optimizer.weight_decay: adam with weight decay is ambiguous (L2 penalty or decoupled "
             "decay); use name adamw, whose decay is decoupled (Loshchilov & Hutter)"
         )
+    if "weight_decay_mode" in settings:
+        mode = settings["weight_decay_mode"]
+        if mode not in ("decoupled", "coupled"):
+            raise ValueError(f"optimizer.weight_decay_mode: must be decoupled or coupled, got {mode!r}")
+        if name == "lars":
+            raise ValueError(
+                "optimizer.weight_decay_mode: lars always adds its decay to the gradient (coupled), "
+                "as its references do; remove it"
+            )
+        if name == "adam":
+            raise ValueError(
+                "optimizer.weight_decay_mode: adam takes no weight decay; remove it, or use adamw"
+            )
+        if mode == "coupled" and name != "sgd":
+            raise ValueError(
+                f"optimizer.weight_decay_mode: coupled (PyTorch's SGD weight decay) is for sgd only; "
+                f"{name}'s decay is decoupled"
+            )
     if "trust_coefficient" in settings:
         if name != "lars":
             raise ValueError(f"optimizer.trust_coefficient: only lars takes it, not {name}; remove it")
@@ -113,17 +141,42 @@ def check_optimizer(settings: dict) -> None:
             raise ValueError(
                 f"optimizer.trust_coefficient: must be > 0, got {settings['trust_coefficient']!r}"
             )
+    if "clip_lr" in settings:
+        if not isinstance(settings["clip_lr"], bool):
+            raise ValueError(f"optimizer.clip_lr: must be true or false, got {settings['clip_lr']!r}")
+        if name != "lars":
+            raise ValueError(f"optimizer.clip_lr: only lars takes it, not {name}; remove it")
+    if not settings.get("bias_lr_factor", 1.0) > 0:
+        raise ValueError(f"optimizer.bias_lr_factor: must be > 0, got {settings['bias_lr_factor']!r}")
+    if "fixed_lr_for" in settings:
+        layers = settings["fixed_lr_for"]
+        if (
+            not isinstance(layers, list | tuple)
+            or not layers
+            or not all(isinstance(layer, str) and layer and "/" not in layer for layer in layers)
+        ):
+            raise ValueError(
+                f"optimizer.fixed_lr_for: must be a non-empty list of layer names such as "
+                f"[predictor], got {layers!r}"
+            )
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"optimizer.fixed_lr_for: {list(layers)!r} names a layer twice")
 
 
 def make_optimizer(settings: dict, learning_rate=None):
-    """An optimizer from {name, learning_rate, momentum?, weight_decay?, trust_coefficient?}
-    (checked by check_optimizer); `learning_rate` (a float or a schedule, see
-    selfsup.schedules) replaces the settings' rate when given.
+    """An optimizer from {name, learning_rate, momentum?, weight_decay?, weight_decay_mode?,
+    trust_coefficient?, clip_lr?, bias_lr_factor?, fixed_lr_for?} (checked by
+    check_optimizer); `learning_rate` (a float or a schedule, see selfsup.schedules)
+    replaces the settings' rate when given.
 
     weight_decay (default 0) is decoupled decay, w <- w - lr * weight_decay * w at each step
     before the update (see selfsup.optimizers), for sgd, adamw and rmsprop; lars adds it to
-    the gradient as its authors do. Either way biases and normalization parameters (1-D
-    variables) are not decayed. momentum defaults to 0, or 0.9 for lars."""
+    the gradient as its authors do, and so does sgd with weight_decay_mode coupled
+    (PyTorch's SGD). Biases and normalization parameters (1-D variables) are not decayed,
+    except by coupled decay, which decays every variable as PyTorch does. momentum
+    defaults to 0, or 0.9 for lars. clip_lr makes lars solo-learn's. bias_lr_factor
+    multiplies the rate of 1-D variables; the variables of the layers in fixed_lr_for
+    keep the settings' learning_rate, never the schedule's (see selfsup.optimizers)."""
     import keras
 
     from selfsup import optimizers
@@ -132,23 +185,42 @@ def make_optimizer(settings: dict, learning_rate=None):
     name = settings["name"]
     rate = settings["learning_rate"] if learning_rate is None else learning_rate
     decay = float(settings.get("weight_decay", 0.0))
+    rates = {}
+    if settings.get("bias_lr_factor", 1.0) != 1.0:
+        rates["bias_lr_factor"] = float(settings["bias_lr_factor"])
+    if settings.get("fixed_lr_for"):
+        rates["fixed_lr_for"] = tuple(settings["fixed_lr_for"])
+        rates["fixed_learning_rate"] = float(settings["learning_rate"])
     if name == "lars":
         return optimizers.LARS(
             learning_rate=rate,
             momentum=settings.get("momentum", 0.9),
             weight_decay=decay,
             trust_coefficient=settings.get("trust_coefficient", 0.001),
+            clip_lr=settings.get("clip_lr", False),
+            **rates,
         )
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate=rate)
-    # Without decay, Keras' own classes; with it, subclasses that spare 1-D variables.
+        return (
+            optimizers.Adam(learning_rate=rate, **rates)
+            if rates
+            else keras.optimizers.Adam(learning_rate=rate)
+        )
+    # Without decay or per-variable rates, Keras' own classes; with them, subclasses that
+    # spare 1-D variables from decoupled decay and set each variable's rate.
     if name == "adamw":
         # Always explicit: Keras' AdamW would otherwise decay by 0.004, biases included.
-        return (optimizers.AdamW if decay else keras.optimizers.AdamW)(learning_rate=rate, weight_decay=decay)
+        kind = optimizers.AdamW if decay or rates else keras.optimizers.AdamW
+        return kind(learning_rate=rate, weight_decay=decay, **rates)
     kwargs = {"learning_rate": rate, "momentum": settings.get("momentum", 0.0)}
     if name == "sgd":
-        return optimizers.SGD(weight_decay=decay, **kwargs) if decay else keras.optimizers.SGD(**kwargs)
-    return optimizers.RMSprop(weight_decay=decay, **kwargs) if decay else keras.optimizers.RMSprop(**kwargs)
+        mode = settings.get("weight_decay_mode", "decoupled")
+        if decay or rates or mode == "coupled":
+            return optimizers.SGD(weight_decay=decay or None, weight_decay_mode=mode, **kwargs, **rates)
+        return keras.optimizers.SGD(**kwargs)
+    if decay or rates:
+        return optimizers.RMSprop(weight_decay=decay or None, **kwargs, **rates)
+    return keras.optimizers.RMSprop(**kwargs)
 
 
 def _callbacks():

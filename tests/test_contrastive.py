@@ -172,6 +172,7 @@ def test_pre_made_views_are_used_as_given(tiny_encoder):
         ("simclr", {"projector": []}, SETTINGS, "projector must be a non-empty list"),
         ("byol", {"momentum": 1.0}, SETTINGS, r"momentum must lie in \[0, 1\)"),
         ("barlow_twins", {"lambda_offdiag": 0.0}, SETTINGS, "lambda_offdiag must be > 0"),
+        ("barlow_twins", {"scale_loss": 0.0}, SETTINGS, "scale_loss must be > 0"),
         ("vicreg", {"var_weight": -1.0}, SETTINGS, "var_weight must be >= 0"),
     ],
 )
@@ -205,3 +206,13 @@ def test_head_batch_norm_standardises_small_activations():
     spread = tf.math.reduce_std(bn(dense(features), training=True), axis=0)
     assert float(tf.reduce_min(spread)) > 0.9
     assert bn.momentum == 0.9  # PyTorch's momentum 0.1 for the new batch
+
+
+def test_barlow_twins_scale_loss_scales_the_loss(tiny_encoder):
+    # solo-learn's recipes multiply the loss by scale_loss (0.1); the paper's code by 1.
+    batch = tf.constant(images())
+    losses = []
+    for scale in (1.0, 0.1):
+        model = get_method("barlow_twins").build(tiny_encoder(), options_of("barlow_twins", scale_loss=scale))
+        losses.append(float(model.test_step(batch)["loss"]))
+    assert losses[1] == pytest.approx(0.1 * losses[0], rel=1e-5)

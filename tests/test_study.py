@@ -621,7 +621,13 @@ def test_pools_and_semi_supervised_sections_get_defaults(study):
     study["downstream"]["protocols"] += ["self_training", "joint"]
     study["pools"] = ["all", "inliers"]
     checked = check_study(study)
-    assert checked["outliers"]["options"] == {"nu": 0.9, "tolerance": 0.025, "patience": 3, "l2": 0.01}
+    assert checked["outliers"]["options"] == {
+        "nu": 0.9,
+        "tolerance": 0.025,
+        "patience": 3,
+        "l2": 0.01,
+        "initial_radius": 1.0,
+    }
     assert checked["joint"]["reconstruction_weight"] == 1.0
 
 
@@ -712,7 +718,7 @@ def tiny_file() -> dict:
         (["pretext", "rotation", "batch_size"], 16.0, r"^pretext\.rotation\.batch_size: 16\.0 \(float\)"),
         (["budgets"], [16.0], r"^budgets\[0\]: 16\.0 given; allowed: an integer >= 1 or 'all'$"),
         (["split", "labeled"], [0, 1.5], r"^split\.labeled\[1\]: 1\.5 \(float\)"),
-        (["downstream", "optimizer"], {"name": "adam", "lr": 1}, r"^downstream\.optimizer: unknown key\(s\) lr; allowed: learning_rate, momentum, name"),
+        (["downstream", "optimizer"], {"name": "adam", "lr": 1}, r"^downstream\.optimizer: unknown key\(s\) lr; allowed: bias_lr_factor, clip_lr, fixed_lr_for, learning_rate, momentum, name"),
     ],
 )  # fmt: skip
 def test_schema_rejects_floats_and_booleans_as_integers_in_one_line(path, value, message):

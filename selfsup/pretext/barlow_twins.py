@@ -13,10 +13,11 @@ class BarlowTwinsModel(TwoViewModel):
     def __init__(self, options, total_steps=None, **kwargs):
         super().__init__(**kwargs)
         self.lambda_offdiag = options["lambda_offdiag"]
+        self.scale_loss = options["scale_loss"]
 
     def view_loss(self, x1, x2, training):
         z1, z2 = self.project(x1, training), self.project(x2, training)
-        return losses.barlow_twins(z1, z2, self.lambda_offdiag), z1
+        return self.scale_loss * losses.barlow_twins(z1, z2, self.lambda_offdiag), z1
 
 
 class BarlowTwins(TwoViewMethod):
@@ -26,9 +27,16 @@ class BarlowTwins(TwoViewMethod):
         "projector": [1024, 1024],
         # Weight of the off-diagonal (redundancy) terms: the paper's 0.0051.
         "lambda_offdiag": 0.0051,
+        # A factor on the whole loss. 1 in the paper and its code (facebookresearch/barlowtwins
+        # main.py); solo-learn's recipes (scripts/pretrain/cifar/barlow.yaml, `scale_loss`,
+        # solo/losses/barlow.py) use 0.1, tuned with their LARS learning rate 0.3: follow the
+        # recipe the study copies. Under LARS the trust ratio cancels most of the scale.
+        "scale_loss": 1.0,
     }
 
     def check(self, options: dict, settings: dict | None = None) -> None:
         super().check(options, settings)
         if not options["lambda_offdiag"] > 0:
             raise ValueError(f"lambda_offdiag must be > 0, got {options['lambda_offdiag']}")
+        if not options["scale_loss"] > 0:
+            raise ValueError(f"scale_loss must be > 0, got {options['scale_loss']}")

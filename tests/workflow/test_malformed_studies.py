@@ -110,7 +110,7 @@ CASES = [
     ("unknown_top_level_key", edit(put("seed", 1)), r"the study: unknown key\(s\) seed; allowed: budgets, dataset"),
     ("unknown_downstream_key", edit(put("downstream.epoch", 2)), r"downstream: unknown key\(s\) epoch; allowed: .*epochs"),
     ("unknown_pretext_key", edit(put("pretext.rotation.epoch", 2)), r"pretext\.rotation: unknown key\(s\) epoch; allowed: .*knn_monitor"),
-    ("unknown_optimizer_key", edit(put("downstream.optimizer", {"name": "adam", "lr": 0.1})), r"downstream\.optimizer: unknown key\(s\) lr; allowed: learning_rate"),
+    ("unknown_optimizer_key", edit(put("downstream.optimizer", {"name": "adam", "lr": 0.1})), r"downstream\.optimizer: unknown key\(s\) lr; allowed: bias_lr_factor, clip_lr, fixed_lr_for, learning_rate"),
     ("unknown_split_key", edit(put("split.labelled", [0, 10])), r"split: unknown key\(s\) labelled; allowed: folds, labeled"),
     ("unknown_override_key", edit(put("downstream.overrides", {"linear": {"epoch": 3}})), r"downstream\.overrides\.linear: unknown key\(s\) epoch"),
     ("unknown_encoder_key", edit(put("encoder.option", {})), r"encoder: unknown key\(s\) option; allowed: name, options"),
