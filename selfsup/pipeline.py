@@ -66,7 +66,11 @@ def train_pretext(
         data_path, part, indices, settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
     )
 
-    def pretext_batches(where, shuffle_seed, augmentation):
+    # Two-view methods train on full batches only, as their references (drop_last=True in
+    # solo-learn's and SimSiam's loaders); a pool smaller than one batch keeps its one batch.
+    full_batches = method.FULL_BATCHES_ONLY and len(train_pos) >= settings["batch_size"]
+
+    def pretext_batches(where, shuffle_seed, augmentation, drop_remainder=False):
         return batches(
             images,
             positions[where],
@@ -77,6 +81,7 @@ def train_pretext(
             augment=augmentation,
             transform=partial(method.transform, options=options),
             transform_seed=seed,
+            drop_remainder=drop_remainder,
         )
 
     training.set_precision(settings.get("precision", "float32"))
@@ -89,11 +94,15 @@ def train_pretext(
         in_model = {"augmentation": first, "second_augmentation": second}
     else:
         in_pipeline = augment.build(settings.get("augmentation"), seed)
-    data = pretext_batches(train_pos, seed, in_pipeline)
+    data = pretext_batches(train_pos, seed, in_pipeline, drop_remainder=full_batches)
     validation = pretext_batches(val_pos, None, None) if len(val_pos) else None
     input_shape = tuple(images.shape[1:])
     encoder = build_encoder(encoder_spec["name"], input_shape, **encoder_spec["options"])
-    steps = _steps(len(train_pos), settings["batch_size"])
+    steps = (
+        len(train_pos) // settings["batch_size"]
+        if full_batches
+        else _steps(len(train_pos), settings["batch_size"])
+    )
     model = method.build(encoder, options, total_steps=steps * settings["epochs"], **in_model)
     _compile(model, settings, steps, **method.compile_args(options))
     callbacks = schedules.callbacks(settings, _state_dir(resume_dir), stream)

@@ -216,3 +216,25 @@ def test_barlow_twins_scale_loss_scales_the_loss(tiny_encoder):
         model = get_method("barlow_twins").build(tiny_encoder(), options_of("barlow_twins", scale_loss=scale))
         losses.append(float(model.test_step(batch)["loss"]))
     assert losses[1] == pytest.approx(0.1 * losses[0], rel=1e-5)
+
+
+def test_projectors_are_built_as_their_references():
+    from selfsup.pretext.contrastive import mlp
+
+    def layers(name, **changes):
+        method = get_method(name)
+        options = {**method.OPTIONS, **changes}
+        return [type(layer).__name__ for layer in method.heads(options)["projector"].layers]
+
+    # solo-learn's SimCLR head: Linear-ReLU-Linear.
+    assert layers("simclr") == ["Flatten", "Dense", "ReLU", "Dense"]
+    # Three Dense layers for Barlow Twins and VICReg, the papers' depth.
+    for name in ("barlow_twins", "vicreg"):
+        assert layers(name).count("Dense") == 3 and layers(name)[-1] == "Dense"
+    # NNCLR ends in an affine BatchNorm, SimSiam in one without scale and shift.
+    nnclr_out = get_method("nnclr").heads(get_method("nnclr").OPTIONS)["projector"].layers[-1]
+    simsiam_out = get_method("simsiam").heads(get_method("simsiam").OPTIONS)["projector"].layers[-1]
+    assert nnclr_out.center and nnclr_out.scale
+    assert not simsiam_out.center and not simsiam_out.scale
+    with pytest.raises(ValueError, match="output_batch_norm must be one of"):
+        mlp([8, 4], "head", "layer_norm")

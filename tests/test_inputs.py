@@ -65,6 +65,20 @@ def test_uint8_to_float32_in_unit_range_in_order():
     assert y.dtype == np.int32
 
 
+def test_drop_remainder_gives_full_batches_only_in_a_new_order_each_epoch():
+    images = numbered_images(10)
+    data = batches(images, np.arange(10), batch_size=4, shuffle_seed=3, drop_remainder=True)
+    assert len(data) == 2
+    seen = []
+    for epoch in (0, 1):
+        data.epoch_counter.assign(epoch)
+        epoch_batches = [x.numpy() for x in data]
+        assert [len(x) for x in epoch_batches] == [4, 4]
+        seen.append(np.round(np.concatenate(epoch_batches)[:, 0, 0, 0] * 255).astype(int))
+    # Each epoch leaves out two images, not always the same two.
+    assert set(seen[0]) != set(seen[1])
+
+
 def test_unlabeled_batches_are_images_only():
     images = numbered_images(6)
     x, y = collect(batches(images, np.arange(6), batch_size=4))

@@ -58,6 +58,43 @@ def test_train_downstream_learns_a_learnable_task(tmp_path):
     assert metrics["example"]["label"] == int(data.y_test[split.test[0]])
 
 
+def test_two_view_pretext_leaves_out_the_partial_batch(tmp_path):
+    """A pool one image over a multiple of the batch: the references drop the last batch;
+    trained on, that batch of one makes VICReg's unbiased variance divide by zero."""
+    data = make_synthetic(n_train=64, n_test=8, image_size=16, num_classes=4, seed=0)
+    data_path = tmp_path / "data.h5"
+    artifacts.write_dataset(data_path, data, {})
+    split = make_split(data.y_train, len(data.y_test), [0, 31], [31, 64], None, seed=1)
+    split_path = tmp_path / "split.h5"
+    artifacts.write_split(split_path, split, {})
+    pool_path = tmp_path / "pool.h5"
+    artifacts.write_pool(pool_path, split.unlabeled, "train", {})
+    assert len(split.unlabeled) == 33
+    settings = {
+        "method": "vicreg",
+        "options": {**get_method("vicreg").OPTIONS, "projector": [16, 16]},
+        "epochs": 1,
+        "batch_size": 32,
+        "optimizer": {"name": "adam", "learning_rate": 0.003},
+        "augmentation": {"shift": 0.1},
+    }
+    history = pipeline.train_pretext(
+        data_path=data_path,
+        split_path=split_path,
+        pool_path=pool_path,
+        pseudo_path=None,
+        settings=settings,
+        encoder_spec=copy.deepcopy(TINY_ENCODER),
+        seed=1,
+        meta={},
+        encoder_path=tmp_path / "encoder.h5",
+        history_path=tmp_path / "history.csv",
+        examples_path=tmp_path / "examples.h5",
+        stream=io.StringIO(),
+    )
+    assert np.isfinite(history["loss"]).all()
+
+
 def test_train_pretext_of_a_two_view_method_reports_knn_and_collapse_monitors(tmp_path):
     """SimCLR through the real job function: augmentation inside the model, the kNN
     monitor on the held-out slice, embedding_std per epoch, a readable encoder."""

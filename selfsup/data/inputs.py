@@ -71,6 +71,7 @@ def batches(
     augment: Callable | None = None,
     transform: Callable | None = None,
     transform_seed: int = 0,
+    drop_remainder: bool = False,
 ):
     """A tf.data pipeline of float batches of `images[positions]` (with `labels`).
 
@@ -94,6 +95,10 @@ def batches(
         transform: `(x, y, seed) -> batch` of a pretext method (seed: a stateless [2]
             int64 seed per batch, from `transform_seed`, the epoch and the batch);
             without it, batches are `x` or `(x, y)`.
+        drop_remainder: leave out each epoch's last, partial batch (as the two-view
+            methods' references do: a batch of a few images gives BatchNorm and batch
+            statistics almost nothing to work with); the shuffled order changes each
+            epoch, so every image is still seen.
     """
     import tensorflow as tf
 
@@ -122,7 +127,8 @@ def batches(
             order = tf.random.experimental.stateless_shuffle(
                 order, seed=batch_key(shuffle_seed, SHUFFLE, epoch, 0)
             )
-        indexed = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate()
+        indexed = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        indexed = indexed.enumerate()
         return indexed.map(lambda batch, order: ((epoch, batch), order))
 
     def read(key, order):
@@ -153,7 +159,8 @@ def batches(
     else:
         data = data.map(lambda key, x, y: x)
     # flat_map hides the number of batches, which Keras uses to end each epoch.
-    data = data.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    steps = count // batch_size if drop_remainder else -(-count // batch_size)
+    data = data.apply(tf.data.experimental.assert_cardinality(steps))
     data = data.prefetch(tf.data.AUTOTUNE)
     data.epoch_counter = epoch_counter
     return data

@@ -23,8 +23,9 @@ class BarlowTwinsModel(TwoViewModel):
 class BarlowTwins(TwoViewMethod):
     MODEL = BarlowTwinsModel
     OPTIONS = {
-        # The paper's 8192-8192-8192 projector, narrowed for small images.
-        "projector": [1024, 1024],
+        # The paper's three-layer 8192-8192-8192 projector (main.py; solo-learn's 2048 x 3),
+        # narrowed for small images: three Dense layers, the last one linear.
+        "projector": [1024, 1024, 1024],
         # Weight of the off-diagonal (redundancy) terms: the paper's 0.0051.
         "lambda_offdiag": 0.0051,
         # A factor on the whole loss. 1 in the paper and its code (facebookresearch/barlowtwins

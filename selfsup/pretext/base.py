@@ -28,6 +28,9 @@ class PretextMethod:
     # True: the model applies the stage's `augmentation` itself (to make two views), so
     # the input pipeline must not augment the batch first.
     OWNS_AUGMENTATION = False
+    # True: each epoch's last, partial batch is left out of training (the two-view methods,
+    # whose losses and heads use the batch's statistics).
+    FULL_BATCHES_ONLY = False
     # Library files the method runs besides its own module (relative to selfsup/), so
     # that editing them re-runs its jobs.
     SHARED_CODE: tuple[str, ...] = ("pretext/base.py",)

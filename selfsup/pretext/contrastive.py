@@ -27,23 +27,31 @@ from selfsup.pretext.base import PretextMethod
 # 0.99). The epsilon matters: at initialisation a projector's pre-BatchNorm variance is
 # about 1e-4, so with Keras' 1e-3 its BatchNorm would only partly standardise.
 HEAD_BATCH_NORM = {"epsilon": 1e-5, "momentum": 0.9}
+OUTPUT_BATCH_NORMS = (None, "plain", "affine")
 
 
-def mlp(units: list[int], name: str, batch_norm_output: bool = False) -> keras.Sequential:
-    """Dense-BatchNorm-ReLU per hidden width, then a linear Dense of the last width
-    (followed by a BatchNorm without scale and shift when `batch_norm_output`, as the
-    SimSiam and Barlow Twins projectors end). BatchNorm takes HEAD_BATCH_NORM."""
+def mlp(
+    units: list[int], name: str, output_batch_norm: str | None = None, hidden_batch_norm: bool = True
+) -> keras.Sequential:
+    """Dense-BatchNorm-ReLU per hidden width (Dense-ReLU, the Dense with a bias, without
+    `hidden_batch_norm`), then a linear Dense of the last width, followed by a BatchNorm
+    when `output_batch_norm` is "plain" (no scale or shift: SimSiam's projector) or
+    "affine" (with both: NNCLR's projector in solo-learn). BatchNorm takes HEAD_BATCH_NORM."""
+    if output_batch_norm not in OUTPUT_BATCH_NORMS:
+        raise ValueError(f"output_batch_norm must be one of {OUTPUT_BATCH_NORMS}, got {output_batch_norm!r}")
     stack: list = [keras.layers.Flatten(name=f"{name}_flatten")]
     for i, width in enumerate(units[:-1], start=1):
-        stack += [
-            keras.layers.Dense(width, use_bias=False, name=f"{name}_dense{i}"),
-            keras.layers.BatchNormalization(**HEAD_BATCH_NORM, name=f"{name}_bn{i}"),
-            keras.layers.ReLU(name=f"{name}_relu{i}"),
-        ]
+        stack.append(keras.layers.Dense(width, use_bias=not hidden_batch_norm, name=f"{name}_dense{i}"))
+        if hidden_batch_norm:
+            stack.append(keras.layers.BatchNormalization(**HEAD_BATCH_NORM, name=f"{name}_bn{i}"))
+        stack.append(keras.layers.ReLU(name=f"{name}_relu{i}"))
     stack.append(keras.layers.Dense(units[-1], name=f"{name}_out"))
-    if batch_norm_output:
+    if output_batch_norm is not None:
+        affine = output_batch_norm == "affine"
         stack.append(
-            keras.layers.BatchNormalization(center=False, scale=False, **HEAD_BATCH_NORM, name=f"{name}_out_bn")
+            keras.layers.BatchNormalization(
+                center=affine, scale=affine, **HEAD_BATCH_NORM, name=f"{name}_out_bn"
+            )
         )
     return keras.Sequential(stack, name=name)
 
@@ -168,7 +176,11 @@ class TwoViewMethod(PretextMethod):
     # Option keys that are layer widths (lists of positive integers).
     WIDTHS: tuple[str, ...] = ("projector",)
     PREDICTOR: str | None = None  # the option holding the predictor's widths, if any
-    PROJECTOR_BATCH_NORM = False  # end the projector with a BatchNorm (SimSiam, Barlow Twins)
+    FULL_BATCHES_ONLY = True
+    # How the projector ends and whether its hidden layers have BatchNorm, as the method's
+    # reference builds it (see mlp).
+    PROJECTOR_OUTPUT_BATCH_NORM: str | None = None
+    PROJECTOR_HIDDEN_BATCH_NORM = True
 
     def check(self, options: dict, settings: dict | None = None) -> None:
         for key in self.WIDTHS:
@@ -189,7 +201,14 @@ class TwoViewMethod(PretextMethod):
             )
 
     def heads(self, options: dict) -> dict:
-        heads = {"projector": mlp(options["projector"], "projector", self.PROJECTOR_BATCH_NORM)}
+        heads = {
+            "projector": mlp(
+                options["projector"],
+                "projector",
+                self.PROJECTOR_OUTPUT_BATCH_NORM,
+                self.PROJECTOR_HIDDEN_BATCH_NORM,
+            )
+        }
         if self.PREDICTOR:
             heads["predictor"] = mlp(options[self.PREDICTOR], "predictor")
         return heads

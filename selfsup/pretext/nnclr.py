@@ -53,9 +53,14 @@ class NNCLR(TwoViewMethod):
     MODEL = NNCLRModel
     WIDTHS = ("projector", "predictor")
     PREDICTOR = "predictor"
+    # solo-learn's projector (solo/methods/nnclr.py) ends in a BatchNorm1d with scale and
+    # shift: it centres each dimension before the L2 normalisation that the neighbour
+    # search and the queue use.
+    PROJECTOR_OUTPUT_BATCH_NORM = "affine"
     OPTIONS = {
-        # The paper's 2048-256 projector and 4096-256 predictor, narrowed for small images.
-        "projector": [512, 128],
+        # solo-learn's three-layer 2048-2048-256 projector and 4096-256 predictor,
+        # narrowed for small images.
+        "projector": [512, 512, 128],
         "predictor": [512, 128],
         # Support set size (98,304 in the paper for ImageNet); at least one batch.
         "queue_size": 4096,

@@ -21,6 +21,10 @@ class SimCLRModel(TwoViewModel):
 
 class SimCLR(TwoViewMethod):
     MODEL = SimCLRModel
+    # solo-learn's head (solo/methods/simclr.py): Linear-ReLU-Linear, no BatchNorm; the
+    # recipe study E copies was tuned with it. (google-research/simclr tf2/model.py puts a
+    # BatchNorm after every layer of its head instead.)
+    PROJECTOR_HIDDEN_BATCH_NORM = False
     OPTIONS = {
         # The paper's 2048-2048-128 head, narrowed for small images and encoders.
         "projector": [512, 128],

@@ -23,7 +23,7 @@ class SimSiam(TwoViewMethod):
     MODEL = SimSiamModel
     WIDTHS = ("projector", "predictor")
     PREDICTOR = "predictor"
-    PROJECTOR_BATCH_NORM = True
+    PROJECTOR_OUTPUT_BATCH_NORM = "plain"  # simsiam/builder.py: BatchNorm1d(affine=False)
     OPTIONS = {
         # The paper's CIFAR head (2048 wide, BatchNorm on the output), narrowed.
         "projector": [512, 512],

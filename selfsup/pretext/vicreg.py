@@ -22,8 +22,9 @@ class VICRegModel(TwoViewModel):
 class VICReg(TwoViewMethod):
     MODEL = VICRegModel
     OPTIONS = {
-        # The paper's 8192-8192-8192 expander, narrowed for small images.
-        "projector": [1024, 1024],
+        # The paper's three-layer 8192-8192-8192 expander (main_vicreg.py; solo-learn's
+        # 2048 x 3), narrowed for small images: three Dense layers, the last one linear.
+        "projector": [1024, 1024, 1024],
         # The paper's weights: invariance 25, variance 25, covariance 1.
         "sim_weight": 25.0,
         "var_weight": 25.0,
