@@ -1,6 +1,6 @@
 """Before and after the fidelity fixes, measured side by side in one process.
 
-Two parts, each a small, seeded experiment on the real Fashion-MNIST (and MNIST as the
+Three parts, each a small, seeded experiment on the real Fashion-MNIST (and MNIST as the
 foreign source), through the library's own classes:
 
 1. The outlier filter (one-class network): the reference notebook starts the radius r at
@@ -13,10 +13,13 @@ foreign source), through the library's own classes:
    (`trainable = False`, so Keras' BatchNorm used its moving statistics, themselves an EMA
    of the online network's). kNN accuracy of the encoder per epoch, both ways, plus the
    mean pairwise cosine of the target's projections at initialisation.
+3. SimSiam's optimizer: study E's old SGD (lr 0.05, decoupled weight decay 5e-4, the
+   predictor on the schedule) against SimSiam's CIFAR recipe (lr 0.03, weight decay 5e-4
+   added to the gradient as PyTorch's SGD, the predictor at a fixed rate). kNN per epoch.
 
 Accuracy figures only: no timing is reported, so the load of the machine does not enter.
 
-    .venv/bin/python benchmarks/fidelity.py [--fashion-dir ...] [--mnist-dir ...]
+    .venv/bin/python benchmarks/fidelity.py [--parts filter byol simsiam] [--fashion-dir ...]
 """
 
 from __future__ import annotations
@@ -44,11 +47,10 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--filter-train", type=int, default=2000, help="labeled images the filter trains on")
     parser.add_argument("--filter-pool", type=int, default=1000, help="pool images, 10%% of them MNIST")
-    parser.add_argument("--byol-images", type=int, default=10000)
-    parser.add_argument("--byol-epochs", type=int, default=8)
-    parser.add_argument("--byol-seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--skip-filter", action="store_true")
-    parser.add_argument("--skip-byol", action="store_true")
+    parser.add_argument("--two-view-images", type=int, default=10000)
+    parser.add_argument("--two-view-epochs", type=int, default=8)
+    parser.add_argument("--two-view-seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--parts", nargs="+", default=["filter", "byol", "simsiam"])
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "results" / "fidelity.md")
     return parser.parse_args(argv)
 
@@ -139,15 +141,18 @@ def filter_part(args):
     return rows
 
 
-# --- part 2: BYOL's target ---------------------------------------------------------------
+# --- parts 2 and 3: BYOL's target, SimSiam's optimizer ------------------------------------
 
 
-def byol_part(args):
+def two_view_curves(args, method_name: str, variants: dict) -> list[dict]:
+    """kNN accuracy per epoch of `method_name` trained on the same images and views under
+    each variant: {label: (optimizer settings, a function applied to the built model or
+    None)}."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from selfsup import augment, training
+    from selfsup import augment, schedules, training
     from selfsup.data.sources import load_dataset
     from selfsup.encoders import build_encoder
     from selfsup.monitor import encoder_features, knn_accuracy
@@ -159,10 +164,57 @@ def byol_part(args):
     fashion = load_dataset("fashion_mnist", args.fashion_dir, verify_checksums=False)
     monitor_x = fashion.x_train[:1000].astype("float32") / 255
     monitor_y = fashion.y_train[:1000]
-    images = fashion.x_train[10000 : 10000 + args.byol_images].astype("float32") / 255
-    method = get_method("byol")
-    options = {**method.OPTIONS, **HEADS["byol"]}
+    images = fashion.x_train[10000 : 10000 + args.two_view_images].astype("float32") / 255
+    method = get_method(method_name)
+    options = {**method.OPTIONS, **HEADS[method_name]}
     steps = len(images) // 256
+
+    def mean_pairwise_cosine(z):
+        z = np.asarray(z, np.float64)
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        n = len(z)
+        return float(((z @ z.T).sum() - n) / (n * (n - 1)))
+
+    rows = []
+    for variant, (optimizer, tweak) in variants.items():
+        for seed in args.two_view_seeds:
+            keras.utils.set_random_seed(seed)
+            encoder = build_encoder("small_cnn", images.shape[1:], filters=[16, 32], dense=[64])
+            augmentation = augment.build(AUGMENTATION, seed=seed)
+            model = method.build(
+                encoder, options, augmentation=augmentation, total_steps=steps * args.two_view_epochs
+            )
+            if tweak is not None:
+                tweak(model)
+            settings = {"optimizer": optimizer, "epochs": args.two_view_epochs, "lr_schedule": SCHEDULE}
+            rate = schedules.learning_rate(settings, steps)
+            model.compile(optimizer=training.make_optimizer(optimizer, learning_rate=rate))
+            row = {"variant": variant, "seed": seed}
+            if hasattr(model, "target"):
+                row["target cosine at init"] = mean_pairwise_cosine(
+                    model.target(tf.constant(images[:256]), True)
+                )
+            data = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed)
+            data = data.batch(256, drop_remainder=True).prefetch(2)
+            curve = [knn_accuracy(encoder_features(encoder, monitor_x), monitor_y, 200, 0.1)]
+            for _ in range(args.two_view_epochs):
+                history = model.fit(data, epochs=1, verbose=0)
+                curve.append(knn_accuracy(encoder_features(encoder, monitor_x), monitor_y, 200, 0.1))
+            row |= {f"epoch {e}": value for e, value in enumerate(curve)}
+            row["embedding_std, last epoch"] = float(history.history["embedding_std"][-1])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+# The contrastive benchmark's schedule: one warmup epoch, then cosine decay to 0.
+SCHEDULE = {"name": "warmup_cosine", "warmup_epochs": 1, "min_factor": 0.0}
+
+
+def byol_variants() -> dict:
+    import tensorflow as tf
+
+    from selfsup.pretext.byol import target_momentum
 
     def freeze_target(model):
         """The old behaviour: a frozen target (BatchNorm on moving statistics) whose every
@@ -171,48 +223,25 @@ def byol_part(args):
         model.target_projector.trainable = False
 
         def after_step():
-            tau = model_tau(model)
+            tau = target_momentum(model.optimizer.iterations, model.total_steps, model.base_momentum)
             for online, target in model.online_target_pairs():
                 target.assign(tau * target + (1.0 - tau) * tf.cast(online, target.dtype))
 
         model.after_step = after_step
 
-    def model_tau(model):
-        from selfsup.pretext.byol import target_momentum
+    adamw = {"name": "adamw", "learning_rate": 0.002, "weight_decay": 1e-4}
+    return {"reference: training-mode target": (adamw, None), "old: frozen target": (adamw, freeze_target)}
 
-        return target_momentum(model.optimizer.iterations, model.total_steps, model.base_momentum)
 
-    def mean_pairwise_cosine(z):
-        z = np.asarray(z, np.float64)
-        z /= np.linalg.norm(z, axis=1, keepdims=True)
-        similarity = z @ z.T
-        n = len(z)
-        return float((similarity.sum() - n) / (n * (n - 1)))
-
-    rows = []
-    for variant in ("reference: training-mode target", "old: frozen target"):
-        for seed in args.byol_seeds:
-            keras.utils.set_random_seed(seed)
-            encoder = build_encoder("small_cnn", images.shape[1:], filters=[16, 32], dense=[64])
-            augmentation = augment.build(AUGMENTATION, seed=seed)
-            model = method.build(
-                encoder, options, augmentation=augmentation, total_steps=steps * args.byol_epochs
-            )
-            if variant.startswith("old"):
-                freeze_target(model)
-            rate = training.make_optimizer({"name": "adamw", "learning_rate": 0.002, "weight_decay": 1e-4})
-            model.compile(optimizer=rate)
-            sample = tf.constant(images[:256])
-            cosine = mean_pairwise_cosine(model.target(sample, training=True))
-            data = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed)
-            data = data.batch(256, drop_remainder=True).prefetch(2)
-            curve = [knn_accuracy(encoder_features(encoder, monitor_x), monitor_y, 200, 0.1)]
-            for _ in range(args.byol_epochs):
-                model.fit(data, epochs=1, verbose=0)
-                curve.append(knn_accuracy(encoder_features(encoder, monitor_x), monitor_y, 200, 0.1))
-            rows.append({"variant": variant, "seed": seed, "target cosine at init": cosine, "knn": curve})
-            print(json.dumps(rows[-1]), flush=True)
-    return rows
+def simsiam_variants() -> dict:
+    sgd = {"name": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
+    return {
+        "reference: lr 0.03, coupled decay, fixed predictor rate": (
+            {**sgd, "learning_rate": 0.03, "weight_decay_mode": "coupled", "fixed_lr_for": ["predictor"]},
+            None,
+        ),
+        "old study E: lr 0.05, decoupled decay": ({**sgd, "learning_rate": 0.05}, None),
+    }
 
 
 def main(argv=None):
@@ -230,7 +259,7 @@ def main(argv=None):
         + "`"
         + f" on {machine()}. Accuracy only; no timings.\n",
     ]
-    if not args.skip_filter:
+    if "filter" in args.parts:
         rows = pd.DataFrame(filter_part(args))
         summary = rows.groupby("start", sort=False).mean(numeric_only=True).drop(columns="seed")
         sections += [
@@ -244,29 +273,28 @@ def main(argv=None):
             "Mean over seeds:\n",
             summary.to_markdown(floatfmt=".3f") + "\n",
         ]
-    if not args.skip_byol:
-        rows = byol_part(args)
-        epochs = range(args.byol_epochs + 1)
-        table = pd.DataFrame(
-            [
-                {
-                    "variant": r["variant"],
-                    "seed": r["seed"],
-                    "target cosine at init": r["target cosine at init"],
-                }
-                | {f"epoch {e}": r["knn"][e] for e in epochs}
-                for r in rows
-            ]
-        )
+    setting = (
+        f"small_cnn [16, 32]/[64], the contrastive benchmark's heads, simclr_grayscale views, "
+        f"batch 256, one warmup epoch then cosine decay, on Fashion-MNIST training images "
+        f"10,000-{10000 + args.two_view_images - 1}, {args.two_view_epochs} epochs, seeds "
+        f"{args.two_view_seeds}. kNN accuracy (k 200, T 0.1, leave-one-out) of the encoder on "
+        "training images 0-999 after each epoch (epoch 0: at initialisation)."
+    )
+    if "byol" in args.parts:
+        table = pd.DataFrame(two_view_curves(args, "byol", byol_variants()))
         sections += [
             "## 2. BYOL's target network\n",
-            f"The contrastive benchmark's BYOL (small_cnn [16, 32]/[64], heads [128, 64], base "
-            f"momentum 0.99, simclr_grayscale, AdamW 2e-3 wd 1e-4, batch 256) on Fashion-MNIST "
-            f"training images 10,000-{10000 + args.byol_images - 1}, {args.byol_epochs} epochs. "
-            "kNN accuracy (k 200, T 0.1, leave-one-out) of the encoder on training images 0-999 "
-            "after each epoch (epoch 0: at initialisation). 'target cosine at init': mean "
-            "pairwise cosine of the target's projections of 256 images in training mode, "
-            "before any step (a near-constant target reads near 1).\n",
+            f"BYOL (base momentum 0.99, AdamW 2e-3, weight decay 1e-4), {setting} 'target cosine "
+            "at init': mean pairwise cosine of the target's projections of 256 images in "
+            "training mode before any step (a near-constant target reads near 1).\n",
+            table.to_markdown(index=False, floatfmt=".3f") + "\n",
+        ]
+    if "simsiam" in args.parts:
+        table = pd.DataFrame(two_view_curves(args, "simsiam", simsiam_variants()))
+        sections += [
+            "## 3. SimSiam's optimizer\n",
+            f"SimSiam with SGD (momentum 0.9, weight decay 5e-4) as the study E preset had it "
+            f"and as SimSiam's CIFAR recipe has it, {setting}\n",
             table.to_markdown(index=False, floatfmt=".3f") + "\n",
         ]
     args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -8,20 +8,27 @@ One study through the real workflow (Snakemake) in benchmarks/out/semisupervised
   a range of training images plus MNIST training digits making up 10% of it
   (dataset.contamination), so the foreign images are known;
 - the filter (pool "inliers"): a one-class network (the study's small_cnn with one sigmoid
-  output, nu 0.9, tolerance 0.025, patience 3, L2 0.01) trained on every image of the
-  labeled range, scoring the pool; images below its radius leave;
+  output, nu 0.9, tolerance 0.025, patience 3, L2 0.01, radius starting at 1.0 as the
+  reference's) trained on every image of the labeled range, scoring the pool; images
+  below its radius leave;
 - classifiers: the same small_cnn trained from scratch on 100 and 1,000 labels
-  (supervised), and self-training from scratch (three teacher rounds accepting
-  predictions of top probability >= 0.8, weighted by it, then a student) on the pool
-  "all" and on the pool "inliers"; three seeds.
+  (supervised); self-training from scratch (three teacher rounds accepting predictions
+  of top probability >= 0.8, weighted by it, then a student), reported twice: the last
+  round's teacher (labels + the earlier rounds: the model the reference reports) and the
+  student (labels + every round); and the joint model (the same small_cnn + softmax with
+  a conv_transpose decoder, trained on the labels and the pool at once, the masked class
+  loss divided by the batch size as the reference's Keras sample_weight); each
+  semi-supervised one on the pool "all" and on the pool "inliers"; three seeds.
 
 It measures the accuracy of each (test and train, mean ± std over seeds), the filter's
 AUROC (genuine vs foreign scores) and what it removed, the pseudo-labels of every round
-(accepted, right, foreign, remaining) and the time of every job, and writes
-benchmarks/results/semisupervised.md (+ semisupervised.csv: the accuracy table,
-semisupervised_rounds.csv: one row per round).
+(accepted, right, foreign, remaining) and the time of every job, sets the numbers beside
+those of the run before the fidelity fixes (benchmarks/results/
+semisupervised_before_fidelity.md and .csv, copies of the previous committed result),
+and writes benchmarks/results/semisupervised.md (+ semisupervised.csv: the accuracy
+table, semisupervised_rounds.csv: one row per round).
 
-    .venv/bin/python benchmarks/semisupervised.py                # about an hour on 2 cores
+    .venv/bin/python benchmarks/semisupervised.py                # over an hour on 2 cores
     .venv/bin/python benchmarks/semisupervised.py --skip-run     # re-read the out folder, rewrite the report
     .venv/bin/python benchmarks/semisupervised.py --help
 """
@@ -32,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 from datetime import UTC, datetime
@@ -48,6 +56,15 @@ STUDY_NAME = "semisupervised_benchmark"
 POOLS = ["all", "inliers"]
 METHOD = "none"  # self-training from scratch: no pretext encoder
 RECORD = "benchmark_run.json"  # in --out: wall time and command of the last run, for --skip-run
+# The previous committed result, before the fidelity fixes (the filter's radius starting at
+# 1.0, the last teacher reported, the joint model's class loss over the batch size).
+BEFORE = ROOT / "benchmarks" / "results" / "semisupervised_before_fidelity"
+# Its classifier names -> this report's (its self-training row was the student).
+BEFORE_NAMES = {
+    "supervised": "supervised",
+    "self-training, pool all": "self-training, student, pool all",
+    "self-training, pool inliers": "self-training, student, pool inliers",
+}
 
 
 def parse_args(argv=None):
@@ -77,7 +94,10 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 1000])
     parser.add_argument(
-        "--epochs", type=int, default=20, help="epochs of every classifier, teacher and student"
+        "--epochs",
+        type=int,
+        default=20,
+        help="epochs of every classifier: supervised, teacher, student, joint",
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, every classifier")
@@ -92,9 +112,21 @@ def parse_args(argv=None):
     parser.add_argument("--outlier-batch-size", type=int, default=128)
     parser.add_argument("--filters", type=int, nargs="+", default=[32, 64], help="small_cnn conv widths")
     parser.add_argument("--dense", type=int, nargs="+", default=[128], help="small_cnn dense layers")
+    parser.add_argument(
+        "--reconstruction-weight",
+        type=float,
+        default=1.0,
+        help="joint model: weight of the reconstruction loss against the class loss",
+    )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "semisupervised")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "results" / "semisupervised.md")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=BEFORE,
+        help="the result before the fidelity fixes: <BEFORE>.md and <BEFORE>.csv (the report's section 4)",
+    )
     parser.add_argument(
         "--snakemake-args",
         default="",
@@ -119,8 +151,9 @@ def derive_study(args) -> dict:
         "study": STUDY_NAME,
         "description": (
             f"Supervised vs self-training on Fashion-MNIST with {args.fraction:.0%} MNIST digits in the "
-            f"unlabeled pool ({args.unlabeled} genuine images), on the whole pool and on the images a "
-            f"one-class network keeps; budgets {args.budgets}, seeds {args.seeds}."
+            f"unlabeled pool ({args.unlabeled} genuine images), and the joint model (classifier + "
+            f"autoencoder), on the whole pool and on the images a one-class network keeps; budgets "
+            f"{args.budgets}, seeds {args.seeds}."
         ),
         "dataset": {
             "name": "fashion_mnist",
@@ -144,15 +177,23 @@ def derive_study(args) -> dict:
         "encoder": {"name": "small_cnn", "options": {"filters": args.filters, "dense": args.dense}},
         "outliers": {
             "method": "one_class_network",
-            "options": {"nu": 0.9, "tolerance": 0.025, "patience": 3, "l2": 0.01},
+            # initial_radius: r before the first epoch, the reference notebook's tf.Variable(1.0).
+            "options": {"nu": 0.9, "tolerance": 0.025, "patience": 3, "l2": 0.01, "initial_radius": 1.0},
             "epochs": args.outlier_epochs,
             "batch_size": args.outlier_batch_size,
             "optimizer": {"name": "adam", "learning_rate": 0.001},
         },
         "self_training": {"rounds": args.rounds, "threshold": args.threshold, "from_pretext": False},
+        # small_cnn's code is its dense output: the conv_transpose decoder starts from it
+        # (the mirror decoder would need a feature-map code_layer).
+        "joint": {
+            "reconstruction_weight": args.reconstruction_weight,
+            "class_loss_reduction": "batch",
+            "decoder": "conv_transpose",
+        },
         "pretext": {},
         "downstream": {
-            "protocols": ["supervised", "self_training"],
+            "protocols": ["supervised", "self_training", "joint"],
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "optimizer": {"name": "adam", "learning_rate": args.learning_rate},
@@ -166,7 +207,7 @@ def run_workflow(study: dict, args) -> dict:
     """Run the study; record the wall time, command and machine load in --out."""
     # Snakemake keeps the last --set-threads it is given, so this repeats run_study's and
     # adds the rules of this study: the one-class net trains alone before its pool's runs
-    # (every core), teachers and students run side by side (one thread each).
+    # (every core), teachers, students and joint models run side by side (one thread each).
     threads = [
         "--set-threads",
         f"pretext={args.cores}",
@@ -174,6 +215,7 @@ def run_workflow(study: dict, args) -> dict:
         f"outliers={args.cores}",
         "self_training_round=1",
         "self_training=1",
+        "joint=1",
     ]
     load_before = os.getloadavg()
     started = datetime.now(UTC)
@@ -202,11 +244,26 @@ def machine() -> str:
 # --- reading the results -----------------------------------------------------------------
 
 
+# How each protocol of the study's tables is named here; the self-training run gives two rows
+# (selfsup.report.tables.collect): its last teacher, the model the reference reports, and
+# its student.
+NAMES = {
+    "self_training_last_teacher": "self-training, last teacher (the reference's)",
+    "self_training": "self-training, student",
+    "joint": "joint (classifier + autoencoder)",
+}
+ORDER = ["supervised"] + [f"{name}, pool {pool}" for name in NAMES.values() for pool in POOLS]
+
+
 def classifier(row) -> str:
-    return "supervised" if row.protocol == "supervised" else f"self-training, pool {row.pool}"
+    if row.protocol == "supervised":
+        return "supervised"
+    return f"{NAMES.get(row.protocol, row.protocol)}, pool {row.pool}"
 
 
-ORDER = ["supervised", "self-training, pool all", "self-training, pool inliers"]
+def ordered(index) -> list[str]:
+    """ORDER first, then any other classifier (a protocol this script does not name)."""
+    return [c for c in ORDER if c in index] + sorted(c for c in index if c not in ORDER)
 
 
 def accuracy(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -231,12 +288,12 @@ def accuracy_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
     )
     wide = cells.pivot(index="classifier", columns="n_labels", values=["test", "train"])
     wide.columns = [f"{part}, {n} labels" for part, n in wide.columns]
-    wide = wide.reindex([c for c in ORDER if c in wide.index])
+    wide = wide.reindex(ordered(wide.index))
     per_seed = runs.assign(cell=[f"{100 * a:.2f}" for a in runs.test_accuracy]).pivot_table(
         index="classifier", columns=["n_labels", "seed"], values="cell", aggfunc="first"
     )
     per_seed.columns = [f"{n} labels, seed {s}" for n, s in per_seed.columns]
-    per_seed = per_seed.reindex([c for c in ORDER if c in per_seed.index])
+    per_seed = per_seed.reindex(ordered(per_seed.index))
     seeds = "/".join(map(str, sorted(runs.seed.unique())))
     return "\n".join(
         [
@@ -360,7 +417,9 @@ def job_times(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         parts = tsv.relative_to(results / "benchmarks").with_suffix("").parts
         pool = budget = ""
         if parts[0] == "runs":  # runs/<pool>/<method>/<protocol>/n<budget>/seed<seed>
-            rule = "downstream (supervised)" if parts[3] == "supervised" else f"{parts[3]} (student)"
+            rule = {"supervised": "downstream (supervised)", "self_training": "self_training (student)"}.get(
+                parts[3], parts[3]
+            )
             pool, budget = parts[1], parts[4].removeprefix("n")
         elif parts[0] == "self_training":  # self_training/<pool>/<method>/n<budget>/seed<seed>/round<r>
             rule = "self_training_round (teacher)"
@@ -412,14 +471,14 @@ def what_it_shows(summary: pd.DataFrame, filters: pd.DataFrame, rounds: pd.DataF
             continue
         base = rows.loc["supervised"]
         parts = [f"supervised {100 * base.test_mean:.2f} ± {100 * base.test_std:.2f}%"]
-        for pool in POOLS:
-            name = f"self-training, pool {pool}"
-            if name in rows.index:
-                row = rows.loc[name]
-                parts.append(
-                    f"self-training on {pool} {100 * row.test_mean:.2f} ± {100 * row.test_std:.2f}% "
-                    f"({100 * (row.test_mean - base.test_mean):+.2f} points)"
-                )
+        for name in ordered(rows.index):
+            if name == "supervised":
+                continue
+            row = rows.loc[name]
+            parts.append(
+                f"{name} {100 * row.test_mean:.2f} ± {100 * row.test_std:.2f}% "
+                f"({100 * (row.test_mean - base.test_mean):+.2f} points)"
+            )
         lines.append(f"- {n} labels, test accuracy: " + "; ".join(parts) + ".")
     if len(filters):
         lines.append(
@@ -446,6 +505,162 @@ def what_it_shows(summary: pd.DataFrame, filters: pd.DataFrame, rounds: pd.DataF
                 f"{row.foreign:.0f} of them on foreign images."
             )
     return lines
+
+
+def markdown_tables(text: str, heading: str) -> list[pd.DataFrame]:
+    """The pipe tables (as strings) of the markdown section whose heading starts with `heading`."""
+    blocks, block, inside = [], [], False
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("#"):
+            inside = line.lstrip("#").strip().startswith(heading)
+        if inside and line.startswith("|"):
+            block.append(line)
+        elif block:
+            blocks.append(block)
+            block = []
+    frames = []
+    for block in blocks:
+        rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in block]
+        header = rows[0]
+        body = [r for r in rows[1:] if len(r) == len(header) and not set("".join(r)) <= set(":- ")]
+        frames.append(pd.DataFrame(body, columns=header))
+    return frames
+
+
+def number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def before_accuracy(before: Path) -> dict:
+    """{(classifier as named here, n_labels): (test mean, test std or nan)} of the run before
+    the fidelity fixes: its csv, and its last teachers from its rounds table (mean over seeds,
+    3 decimals, no std)."""
+    found = {}
+    csv = before.with_suffix(".csv")
+    if csv.exists():
+        try:
+            frame = pd.read_csv(csv)
+            for row in frame.itertuples():
+                name = BEFORE_NAMES.get(row.classifier)
+                if name:
+                    found[name, int(row.n_labels)] = (number(row.test_mean), number(row.test_std))
+        except Exception as err:  # a malformed file: the section says n/a
+            print(f"warning: could not read {csv}: {err}", file=sys.stderr)
+    md = before.with_suffix(".md")
+    tables = markdown_tables(md.read_text(), "3.") if md.exists() else []
+    if tables and {"pool", "budget", "round", "teacher test accuracy"} <= set(tables[0].columns):
+        rounds = tables[0].assign(
+            round=[number(x) for x in tables[0]["round"]],
+            acc=[number(x) for x in tables[0]["teacher test accuracy"]],
+        )
+        for (pool, budget), group in rounds.groupby(["pool", "budget"]):
+            last = group[group["round"] == group["round"].max()]
+            if len(last) and not np.isnan(number(budget)):
+                name = f"{NAMES['self_training_last_teacher']}, pool {pool}"
+                found[name, int(number(budget))] = (last.acc.iloc[0], np.nan)
+    return found
+
+
+def before_filter(before: Path) -> dict:
+    """Mean over seeds of the filter's columns in the previous report's section 2."""
+    md = before.with_suffix(".md")
+    tables = markdown_tables(md.read_text(), "2.") if md.exists() else []
+    if not tables:
+        return {}
+    return {column: np.nanmean([number(v) for v in tables[0][column]]) for column in tables[0].columns}
+
+
+def before_section(summary: pd.DataFrame, filters: pd.DataFrame, study: dict, before: Path) -> list[str]:
+    """Test accuracy and the filter before the fidelity fixes (the previous committed result)
+    and now, side by side; n/a where a value is missing."""
+    md = before.with_suffix(".md")
+    if not md.exists() and not before.with_suffix(".csv").exists():
+        return [f"(no previous result: {before}.md / .csv not found)"]
+    text = md.read_text() if md.exists() else ""
+    lines = [
+        f"The previous committed result (`{before.name}.md` / `.csv`), before the filter's radius "
+        "started at 1.0, the last teacher was reported and the joint model was in the study."
+    ]
+    ran = re.search(r"^Run (\S+ \S+) UTC with `([^`]*)`", text, flags=re.MULTILINE)
+    if ran:
+        lines.append(f"It ran {ran.group(1)} UTC with `{ran.group(2)}`.")
+    epochs = re.search(r"softmax, (\d+) epochs", text)
+    if epochs and int(epochs.group(1)) != study["downstream"]["epochs"]:
+        lines.append(
+            f"**Settings differ:** it trained every classifier {epochs.group(1)} epochs, this run "
+            f"{study['downstream']['epochs']}; the accuracies differ by that too."
+        )
+    lines.append("")
+    found = before_accuracy(before)
+    after = {(row.classifier, int(row.n_labels)): row for row in summary.itertuples()}
+    budgets = sorted(summary.n_labels.unique())
+    rows = []
+    for name in ordered({c for c, _ in after} & {c for c, _ in found}):
+        row = {"classifier": name}
+        for n in budgets:
+            old, new = found.get((name, n)), after.get((name, n))
+            old_mean = old[0] if old else np.nan
+            row[f"before, {n} labels"] = (
+                "n/a"
+                if np.isnan(old_mean)
+                else f"{100 * old_mean:.2f}" + ("" if np.isnan(old[1]) else f" ± {100 * old[1]:.2f}")
+            )
+            row[f"after, {n} labels"] = (
+                "n/a" if new is None else f"{100 * new.test_mean:.2f} ± {100 * new.test_std:.2f}"
+            )
+            row[f"change, {n} labels"] = (
+                "n/a" if new is None or np.isnan(old_mean) else f"{100 * (new.test_mean - old_mean):+.2f}"
+            )
+        rows.append(row)
+    lines += [
+        "Test accuracy (%), mean ± std over seeds, before and after (change in points). The "
+        "last teacher's 'before' is the last round's teacher test accuracy in the old rounds "
+        "table (mean over seeds, 3 decimals, no std); the old self-training row was the student.",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "(no rows in both)",
+        "",
+    ]
+    old = before_filter(before)
+    columns = ["AUROC", "foreign removed share", "removed share", "genuine removed share", "epochs run"]
+    frows = []
+    for column in columns:
+        new = filters[column].astype(float).mean() if len(filters) and column in filters else np.nan
+        digits = 4 if column == "AUROC" else 1 if column == "epochs run" else 3
+        before_value = old.get(column, np.nan)
+        frows.append(
+            {
+                "filter, mean over seeds": column,
+                "before": "n/a" if np.isnan(before_value) else f"{before_value:.{digits}f}",
+                "after": "n/a" if np.isnan(new) else f"{new:.{digits}f}",
+            }
+        )
+    lines += [
+        "The filter (section 2), mean over seeds:",
+        "",
+        pd.DataFrame(frows).to_markdown(index=False, disable_numparse=True),
+    ]
+    return lines
+
+
+def joint_setup(study: dict) -> list[str]:
+    if "joint" not in study["downstream"]["protocols"]:
+        return []
+    options = study.get("joint") or {}
+    over = (
+        "the batch size, as the reference's Keras sample_weight"
+        if options.get("class_loss_reduction", "batch") == "batch"
+        else "the batch's labeled images"
+    )
+    return [
+        f"- Joint model: the same small_cnn + softmax and a {options.get('decoder', 'conv_transpose')} "
+        "decoder from its code, trained on the labels and the pool at once (pool images labeled -1, "
+        f"their class loss masked); loss = class loss (summed, divided by {over}) + "
+        f"{options.get('reconstruction_weight', 1.0)} × the reconstruction loss; same epochs, batch "
+        "and optimizer as the other classifiers (an epoch covers labels and pool).",
+    ]
 
 
 def write_report(study: dict, record: dict | None, args) -> None:
@@ -492,9 +707,14 @@ def write_report(study: dict, record: dict | None, args) -> None:
         f"Self-training: {study['self_training']['rounds']} teacher rounds, each trained on the labels "
         "plus the earlier rounds' pseudo-labels (weighted by their top probability), labeling the rest of "
         f"the pool where its top probability >= {study['self_training']['threshold']}; then a student on "
-        "all of them (its accuracy is the one in the table).",
+        "all of them. The tables show both: the last round's teacher (labels + the earlier rounds' "
+        "pseudo-labels: the model the reference reports) and the student (labels + every round's).",
+        *joint_setup(study),
         f"- Filter: {outl['method']} {outl['options']}, at most {outl['epochs']} epochs, batch "
-        f"{outl['batch_size']}; an image scoring below the final radius is removed.",
+        f"{outl['batch_size']}; its radius r starts at "
+        f"{outl['options'].get('initial_radius', 1.0)} (the reference's) and becomes the (1 - nu) "
+        "quantile of the labeled images' scores after each epoch; an image scoring below the final "
+        "radius is removed.",
         "",
         "## 1. Accuracy",
         "",
@@ -525,7 +745,11 @@ def write_report(study: dict, record: dict | None, args) -> None:
         "",
         markdown(rounds) if len(rounds) else "(no rounds)",
         "",
-        "## 4. Job times",
+        "## 4. Before the fidelity fixes",
+        "",
+        *before_section(summary, filters, study, args.before),
+        "",
+        "## 5. Job times",
         "",
         "From Snakemake's benchmark files (seconds per job, TensorFlow start-up included); jobs ran "
         f"side by side on {record.get('cores', args.cores) if record else args.cores} cores, so the total exceeds the wall time.",
