@@ -42,11 +42,11 @@ TWO_VIEW = ["simclr", "nnclr", "simsiam", "barlow_twins", "byol", "vicreg"]
 # Heads narrowed with the encoder (its code has 64 values).
 HEADS = {
     "simclr": {"projector": [128, 64], "temperature": 0.2},
-    "nnclr": {"projector": [128, 64], "predictor": [128, 64], "queue_size": 4096, "temperature": 0.1},
+    "nnclr": {"projector": [128, 128, 64], "predictor": [128, 64], "queue_size": 4096, "temperature": 0.1},
     "simsiam": {"projector": [128, 128], "predictor": [32, 128]},
-    "barlow_twins": {"projector": [256, 256], "lambda_offdiag": 0.0051},
+    "barlow_twins": {"projector": [256, 256, 256], "lambda_offdiag": 0.0051},
     "byol": {"projector": [128, 64], "predictor": [128, 64], "momentum": 0.99},
-    "vicreg": {"projector": [256, 256]},
+    "vicreg": {"projector": [256, 256, 256]},
 }
 # Fashion-MNIST is grayscale and its garments have a left-right symmetry.
 AUGMENTATION = {"preset": "simclr_grayscale"}
