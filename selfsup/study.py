@@ -536,9 +536,15 @@ def check_study(config: dict) -> dict:
             method.check(entry["options"], entry)
             # Building the model is cheap and catches what only the encoder's shapes
             # reveal (an autoencoder code as wide as the image), before any job runs.
-            method.build(build_encoder(), entry["options"], augmentation=None)
+            pretext_model = method.build(build_encoder(), entry["options"], augmentation=None)
         except ValueError as err:
             raise StudyError(f"pretext.{name}.options: {_one_line(err)}") from None
+        if entry["optimizer"].get("fixed_lr_for"):
+            # The layers it names must exist in this method's model (e.g. predictor).
+            try:
+                training.make_optimizer(entry["optimizer"]).build(pretext_model.trainable_variables)
+            except ValueError as err:
+                raise StudyError(f"pretext.{name}.optimizer.{_one_line(err)}") from None
         watched = ["knn_accuracy"] if split.get("monitor", 0) else []
         knn = entry.get("knn_monitor") or {}
         for section in ("early_stopping", "reduce_on_plateau", "keep_best"):

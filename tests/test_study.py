@@ -519,6 +519,18 @@ def two_view(study, method="simclr", **changes):
     return study
 
 
+def test_fixed_lr_for_must_name_a_layer_of_the_method(study):
+    optimizer = {"name": "sgd", "learning_rate": 0.03, "fixed_lr_for": ["predictor"]}
+    simsiam = two_view(copy.deepcopy(study), "simsiam", optimizer=optimizer)
+    simsiam["pretext"]["simsiam"]["options"] = {"projector": [16, 16], "predictor": [8, 16]}
+    check_study(simsiam)
+    simclr = two_view(copy.deepcopy(study), "simclr", optimizer=optimizer)
+    with pytest.raises(
+        StudyError, match=r"^pretext\.simclr\.optimizer\.fixed_lr_for: no trainable variable belongs to"
+    ):
+        check_study(simclr)
+
+
 def test_a_sound_two_view_study_passes(study):
     study = two_view(study, keep_best={"monitor": "knn_accuracy"})
     study["split"]["monitor"] = 16
