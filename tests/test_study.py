@@ -661,7 +661,7 @@ def _semi_supervised(study):
         (lambda s: s["outliers"].update(options={"nu": 1.5}), r"outliers\.options\.nu: must lie in \(0, 1\)"),
         (
             lambda s: s["outliers"].update(options={"radius": 1}),
-            r"outliers\.options: unknown option\(s\) radius; allowed: l2, nu",
+            r"outliers\.options: unknown option\(s\) radius; allowed: initial_radius, l2, nu",
         ),
         (
             lambda s: s["outliers"].update(method="isolation"),
