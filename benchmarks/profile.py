@@ -20,22 +20,32 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import machine
+
 ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 5  # the first traces and warms up; the rate is over the others
 SHARED = ROOT.parent / "shared" / "data"
 VARIANTS = {
     "train_on_batch": "the model's step alone: train_on_batch on one float batch, repeated",
     "fit_arrays": "Keras fit on float32 NumPy arrays (the notebook way)",
     "fit_arrays_deterministic": "the same with TF_DETERMINISTIC_OPS=1 (what pipeline jobs set)",
     "fit_cached_float": "fit on a tf.data pipeline of float batches already in memory",
+    "input_only": "the pipeline's batches alone, iterated without a model (the input path's ceiling)",
     "pipeline_no_guard": "the pipeline's batches (uint8 gather, scale, rotate per batch), no callbacks",
-    "pipeline": "the pipeline's batches and its callbacks (NaN guard per batch, progress, rate log)",
+    "pipeline": "the pipeline's batches and its callbacks (NaN guard, progress, rate log)",
+    "pipeline_nondeterministic": "the same with deterministic ops off (the study's `deterministic: false`)",
+    "pipeline_steps_per_execution": "the pipeline with its callbacks, 8 steps per execution",
+    "pipeline_turned_once": "the same with the pool turned once for the run, not per batch (how jobs now train)",
+    "pipeline_turned_once_bfloat16": "the same in precision mixed_bfloat16",
+    "pipeline_turned_once_xla": "the same (float32) compiled with XLA (jit_compile: true)",
 }
 
 
 def measure(variant: str, threads: int) -> float:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "deterministic" in variant or variant.startswith("pipeline"):
-        os.environ["TF_DETERMINISTIC_OPS"] = "1"
+    if variant == "fit_arrays_deterministic" or variant.startswith(("pipeline", "input")):
+        if variant != "pipeline_nondeterministic":
+            os.environ["TF_DETERMINISTIC_OPS"] = "1"
     import keras
     import numpy as np
     import tensorflow as tf
@@ -56,9 +66,17 @@ def measure(variant: str, threads: int) -> float:
     images = load_dataset("mnist", SHARED / "mnist").x_train[:10000]
     turns = np.tile(np.arange(4), len(images))
     positions = np.repeat(np.arange(len(images)), 4)
+    if variant.endswith("bfloat16"):
+        training.set_precision("mixed_bfloat16")
     model = rotation.build(build_encoder("rotnet_mnist", (28, 28, 1)), {})
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), **rotation.compile_args({}))
-    n, epochs = len(positions), 3
+    once = "turned_once" in variant
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        steps_per_execution=8 if variant.endswith("steps_per_execution") or once else 1,
+        jit_compile=variant.endswith("xla"),
+        **rotation.compile_args({}),
+    )
+    n, epochs = len(positions), EPOCHS
     if variant == "train_on_batch":
         x = rotation.rotate(images[:192], turns[:192]).astype("float32") / 255
         model.train_on_batch(x, turns[:192])
@@ -76,8 +94,11 @@ def measure(variant: str, threads: int) -> float:
             args = {"x": x, "y": turns, "batch_size": 192, "shuffle": True}
         callbacks = []
     else:
-        args = {
-            "x": batches(
+        if once:
+            turned, _ = rotation.precompute(images[positions], turns, {})
+            data = batches(turned, np.arange(n), turns, batch_size=192, shuffle_seed=1)
+        else:
+            data = batches(
                 images,
                 positions,
                 turns,
@@ -85,10 +106,18 @@ def measure(variant: str, threads: int) -> float:
                 shuffle_seed=1,
                 transform=partial(rotation.transform, options={}),
             )
-        }
+        if variant == "input_only":
+            for _ in data:  # warm-up epoch
+                pass
+            start = time.perf_counter()
+            for _ in range(epochs - 1):
+                for _ in data:
+                    pass
+            return n * (epochs - 1) / (time.perf_counter() - start)
+        args = {"x": data}
         callbacks = []
-        if variant == "pipeline":
-            NanGuard, RateLog, ProgressLine = training._callbacks()
+        if variant.startswith("pipeline") and variant != "pipeline_no_guard":
+            NanGuard, RateLog, ProgressLine, _ = training._callbacks()
             callbacks = [NanGuard(), RateLog(), ProgressLine(epochs, n, open(os.devnull, "w"))]
     model.fit(epochs=1, verbose=0, callbacks=callbacks, **args)  # tracing and warm-up
     start = time.perf_counter()
@@ -138,7 +167,7 @@ def main(argv=None):
     lines = [
         "# Where study B's rotation pretext spends its time",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {args.threads} TensorFlow "
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine.describe()}, {args.threads} TensorFlow "
         f"threads, by `.venv/bin/python benchmarks/profile.py {' '.join(sys.argv[1:])}`; best of "
         f"{args.repeats} fresh processes per line.",
         "",

@@ -1,7 +1,7 @@
-# Logs first: importing TensorFlow already prints to stderr.
-from selfsup.jobs import log_to
+# Logs and a GPU slot first: importing TensorFlow already prints, and picks its GPUs.
+from selfsup.jobs import start_training_job
 
-log_to(snakemake.log[0])
+start_training_job(snakemake.log[0])
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-# Logs first: importing TensorFlow already prints to stderr.
+# Logs first. Rotation's pseudo-labels need no TensorFlow (selfsup.pretext imports lazily).
 from selfsup.jobs import log_to
 
 log_to(snakemake.log[0])

@@ -18,6 +18,15 @@ def log_to(path: str | os.PathLike) -> None:
     sys.stdout = sys.stderr = stream
 
 
+def start_training_job(log_path: str | os.PathLike) -> None:
+    """What a training job does first, before importing TensorFlow: its output to its
+    log, then a GPU slot (selfsup.devices; nothing on a machine without GPUs)."""
+    from selfsup.devices import claim_gpu_slot
+
+    log_to(log_path)
+    claim_gpu_slot()
+
+
 def digest(value) -> str:
     """A short stable hash of a JSON-serializable value."""
     text = json.dumps(value, sort_keys=True, default=str)

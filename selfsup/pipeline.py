@@ -27,6 +27,7 @@ def _compile(model, settings: dict, steps_per_epoch: int, **compile_args) -> Non
     model.compile(
         optimizer=training.make_optimizer(settings["optimizer"], learning_rate),
         jit_compile=settings.get("jit_compile", False),
+        steps_per_execution=training.STEPS_PER_EXECUTION,
         **compile_args,
     )
 
@@ -70,20 +71,6 @@ def train_pretext(
     # solo-learn's and SimSiam's loaders); a pool smaller than one batch keeps its one batch.
     full_batches = method.FULL_BATCHES_ONLY and len(train_pos) >= settings["batch_size"]
 
-    def pretext_batches(where, shuffle_seed, augmentation, drop_remainder=False):
-        return batches(
-            images,
-            positions[where],
-            None if labels is None else labels[where],
-            batch_size=settings["batch_size"],
-            normalization=split.normalization,
-            shuffle_seed=shuffle_seed,
-            augment=augmentation,
-            transform=partial(method.transform, options=options),
-            transform_seed=seed,
-            drop_remainder=drop_remainder,
-        )
-
     training.set_precision(settings.get("precision", "float32"))
     # Two-view methods augment inside their model (twice per image, each view with its own
     # layers when second_view makes the recipe asymmetric); the others get their batches
@@ -94,6 +81,37 @@ def train_pretext(
         in_model = {"augmentation": first, "second_augmentation": second}
     else:
         in_pipeline = augment.build(settings.get("augmentation"), seed)
+    transform = partial(method.transform, options=options)
+    turned = _precomputed(
+        method,
+        options,
+        images,
+        positions,
+        labels,
+        in_pipeline,
+        split.normalization,
+        settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB),
+    )
+    if turned is not None:
+        # The same batches, bit for bit, without per-batch pretext work (which on 2 cores
+        # takes time from the model's step).
+        images, labels = turned
+        positions, transform = np.arange(len(labels)), None
+
+    def pretext_batches(where, shuffle_seed, augmentation, drop_remainder=False):
+        return batches(
+            images,
+            positions[where],
+            None if labels is None else labels[where],
+            batch_size=settings["batch_size"],
+            normalization=split.normalization,
+            shuffle_seed=shuffle_seed,
+            augment=augmentation,
+            transform=transform,
+            transform_seed=seed,
+            drop_remainder=drop_remainder,
+        )
+
     data = pretext_batches(train_pos, seed, in_pipeline, drop_remainder=full_batches)
     validation = pretext_batches(val_pos, None, None) if len(val_pos) else None
     input_shape = tuple(images.shape[1:])
@@ -153,6 +171,20 @@ def train_pretext(
     examples = method.examples(model, shown, options, seed)
     artifacts.write_examples(examples_path, examples, {**meta, "method": settings["method"], "seed": seed})
     return history
+
+
+def _precomputed(method, options, images, positions, labels, augmentation, normalization, memory_limit_mb):
+    """The method's transform done once for the run (PretextMethod.precompute), where that
+    gives the batches the per-batch path gives: the pool in memory, every pseudo-labelled
+    image in it too, no augmentation before the transform, and a normalization the
+    transform commutes with (a quarter turn does not commute with a mean image)."""
+    if labels is None or augmentation is not None or not isinstance(images, np.ndarray):
+        return None
+    if normalization.kind == "per_pixel_mean":
+        return None
+    if len(positions) * images[0].nbytes > memory_limit_mb * 2**20:
+        return None  # as a pool too large for memory (rotations: all makes 4 copies)
+    return method.precompute(images[positions], labels, options)
 
 
 def _knn_monitor(data_path, split, encoder, knn: dict, stream):

@@ -34,6 +34,9 @@ def configure(threads: int, seed: int, deterministic: bool = True) -> None:
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 
+    from selfsup import devices
+
+    devices.configure_tensorflow_gpus(tf=tf)
     threads = max(1, int(threads))
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -54,6 +57,11 @@ def thread_settings() -> dict[str, int]:
         "deterministic_ops": bool(tf_config.is_op_determinism_enabled()),
     }
 
+
+# Training steps run per call into TensorFlow: fewer trips through Python per epoch
+# (benchmarks/results/profile.md). The steps and their order are the same, so results are
+# too, bit for bit; Keras calls the callbacks' batch hooks once per call.
+STEPS_PER_EXECUTION = 8
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -243,7 +251,7 @@ def _callbacks():
                 if name.endswith("loss") and not math.isfinite(float(value)):
                     raise TrainingDiverged(
                         f"training diverged: {name} became {float(value)} at epoch {self.epoch + 1}, "
-                        f"batch {batch + 1}; lower the learning rate or check the input scaling"
+                        f"by batch {batch + 1}; lower the learning rate or check the input scaling"
                     )
 
     class RateLog(keras.callbacks.Callback):

@@ -350,3 +350,61 @@ def test_outlier_filter_resumes_exactly(resume_files, tmp_path):
 
     whole, resumed = whole_and_resumed(train, tmp_path, 3)
     assert_same_training(whole, resumed)
+
+
+@pytest.mark.parametrize("rotations", ["all", "random"])
+def test_rotations_turned_once_for_the_run_train_exactly_as_turned_per_batch(
+    resume_files, tmp_path, monkeypatch, rotations
+):
+    # A pure speed-up: the pool turned once (uint8, before scaling) must give the weights
+    # and history that turning each float batch gives, bit for bit.
+    pool, _ = artifacts.read_pool(resume_files / "pool.h5")
+    positions, labels = get_method("rotation").pseudo_labels(len(pool), {"rotations": rotations}, RESUME_SEED)
+    pseudo = tmp_path / "pseudo.h5"
+    artifacts.write_pseudo_labels(pseudo, pool[positions], labels, {})
+    settings = {
+        "method": "rotation",
+        "options": {"rotations": rotations},
+        "epochs": 2,
+        "batch_size": 32,
+        "validation_split": 0.2,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+    }
+    train = pretext_run(resume_files, settings, TINY_ENCODER, pseudo)
+    precomputed = pipeline._precomputed
+    used = []
+
+    def spy(*args):
+        used.append(precomputed(*args) is not None)
+        return precomputed(*args)
+
+    monkeypatch.setattr(pipeline, "_precomputed", spy)
+    keras.utils.set_random_seed(RESUME_SEED)
+    once = train(tmp_path / "once", io.StringIO())
+    monkeypatch.setattr(pipeline, "_precomputed", lambda *args: None)
+    keras.utils.set_random_seed(RESUME_SEED)
+    per_batch = train(tmp_path / "per_batch", io.StringIO())
+    assert used == [True]
+    assert_same_training(once, per_batch)
+
+
+def test_rotations_are_turned_per_batch_where_turning_once_would_change_the_batches():
+    from selfsup.data.normalization import Normalization
+
+    rotation = get_method("rotation")
+    images = np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3, 1)
+    positions, labels = np.repeat(np.arange(4), 4), np.tile(np.arange(4), 4)
+    plain = Normalization("per_channel", mean=[0.5], std=[0.2])
+
+    def turned(*, augmentation=None, normalization=plain, images=images, limit_mb=1.0):
+        args = (rotation, {}, images, positions, labels, augmentation, normalization, limit_mb)
+        return pipeline._precomputed(*args)
+
+    out, out_labels = turned()
+    np.testing.assert_array_equal(out, rotation.rotate(images[positions], labels))
+    np.testing.assert_array_equal(out_labels, labels)
+    # A mean image does not turn with the image; augmentation comes before the turn.
+    assert turned(normalization=Normalization("per_pixel_mean", mean=np.zeros((3, 3, 1)))) is None
+    assert turned(augmentation=object()) is None
+    # Four turned copies above the memory limit: turned per batch, as a streamed pool.
+    assert turned(limit_mb=16 * 9 / 2**20 - 1e-9) is None

@@ -197,3 +197,17 @@ def test_examples_are_the_four_rotations():
     for r, batch in enumerate(examples.values()):
         assert batch.shape == (3, 5, 5, 1)
         np.testing.assert_array_equal(batch, np.rot90(images, r, axes=(1, 2)))
+
+
+def test_rotation_pseudo_labels_need_no_tensorflow():
+    # The pseudo-label job runs this alone; importing TensorFlow would cost it seconds.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from selfsup.pretext import get_method; "
+        "get_method('rotation').pseudo_labels(8, {'rotations': 'all'}, 1); "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -10,6 +10,7 @@ import sys
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -118,7 +119,7 @@ def test_fit_returns_history_per_epoch():
 def test_nan_loss_raises():
     _, _, data = tiny_data()
     with pytest.raises(
-        TrainingDiverged, match=r"loss became nan at epoch 1, batch \d+; lower the learning rate"
+        TrainingDiverged, match=r"loss became nan at epoch 1, by batch \d+; lower the learning rate"
     ):
         fit(
             tiny_model(keras.optimizers.SGD(1e30)), data, epochs=3, samples_per_epoch=64, stream=io.StringIO()
@@ -308,5 +309,47 @@ def test_nan_in_any_reported_loss_raises():
     model = TermsModel()
     model.compile(optimizer="sgd")
     data = tf.data.Dataset.from_tensor_slices((np.ones((16, 4), "float32"), np.ones((16, 1)))).batch(8)
-    with pytest.raises(TrainingDiverged, match=r"variance_loss became nan at epoch 1, batch 1"):
+    with pytest.raises(TrainingDiverged, match=r"variance_loss became nan at epoch 1, by batch 1"):
         fit(model, data, epochs=2, samples_per_epoch=16, stream=io.StringIO())
+
+
+def test_several_steps_per_execution_train_exactly_as_one(monkeypatch):
+    # A pure speed-up: the same steps in the same order, so the same weights and history,
+    # bit for bit, including an epoch whose step count is no multiple of it.
+    from selfsup import pipeline, training
+    from selfsup.data.inputs import batches
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (100, 6, 6, 1), dtype=np.uint8)
+    labels = rng.integers(0, 3, 100)
+    settings = {"optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}, "epochs": 3}
+
+    def train(steps_per_execution):
+        monkeypatch.setattr(training, "STEPS_PER_EXECUTION", steps_per_execution)
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+        data = batches(images, np.arange(100), labels, batch_size=8, shuffle_seed=1)  # 13 steps
+        pipeline._compile(
+            model, settings, 13, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
+        assert model.steps_per_execution == steps_per_execution
+        history = fit(model, data, epochs=3, samples_per_epoch=100, stream=io.StringIO())
+        return model.get_weights(), history
+
+    assert training.STEPS_PER_EXECUTION > 1
+    (one, one_history), (several, several_history) = train(1), train(training.STEPS_PER_EXECUTION)
+    for a, b in zip(one, several, strict=True):
+        assert np.array_equal(a, b)
+    pd.testing.assert_frame_equal(one_history, several_history, check_exact=True)
+
+
+def test_nan_loss_raises_with_several_steps_per_execution():
+    from selfsup import pipeline
+
+    _, _, data = tiny_data()
+    model = tiny_model(keras.optimizers.SGD(1e30))
+    settings = {"optimizer": {"name": "sgd", "learning_rate": 1e30}, "epochs": 3}
+    pipeline._compile(model, settings, 8, loss="sparse_categorical_crossentropy")
+    assert model.steps_per_execution > 1
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1"):
+        fit(model, data, epochs=3, samples_per_epoch=64, stream=io.StringIO())

@@ -1,39 +1,39 @@
 """Registry of pretext methods: one class per method (selfsup.pretext.base.PretextMethod),
-keyed by its config name. Adding a method is one module, one line here and its tests."""
+keyed by its config name. Adding a method is one module, one line here and its tests.
 
-from selfsup.pretext.autoencoder import Autoencoder
-from selfsup.pretext.barlow_twins import BarlowTwins
+Entries are import paths, imported when a method is first asked for: a job that needs
+only a method's pseudo-labels (rotation's quarter turns) never imports Keras and
+TensorFlow, several seconds of every such job (benchmarks/results/job_cost.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from selfsup.pretext.base import PretextMethod
-from selfsup.pretext.byol import BYOL
-from selfsup.pretext.denoising_autoencoder import DenoisingAutoencoder
-from selfsup.pretext.inpainting import Inpainting
-from selfsup.pretext.nnclr import NNCLR
-from selfsup.pretext.rotation import Rotation
-from selfsup.pretext.simclr import SimCLR
-from selfsup.pretext.simsiam import SimSiam
-from selfsup.pretext.vicreg import VICReg
 
-METHODS: dict[str, PretextMethod] = {
-    "rotation": Rotation(),
-    "autoencoder": Autoencoder(),
-    "denoising_autoencoder": DenoisingAutoencoder(),
-    "inpainting": Inpainting(),
-    "simclr": SimCLR(),
-    "nnclr": NNCLR(),
-    "simsiam": SimSiam(),
-    "barlow_twins": BarlowTwins(),
-    "byol": BYOL(),
-    "vicreg": VICReg(),
+METHODS: dict[str, str] = {
+    "rotation": "selfsup.pretext.rotation:Rotation",
+    "autoencoder": "selfsup.pretext.autoencoder:Autoencoder",
+    "denoising_autoencoder": "selfsup.pretext.denoising_autoencoder:DenoisingAutoencoder",
+    "inpainting": "selfsup.pretext.inpainting:Inpainting",
+    "simclr": "selfsup.pretext.simclr:SimCLR",
+    "nnclr": "selfsup.pretext.nnclr:NNCLR",
+    "simsiam": "selfsup.pretext.simsiam:SimSiam",
+    "barlow_twins": "selfsup.pretext.barlow_twins:BarlowTwins",
+    "byol": "selfsup.pretext.byol:BYOL",
+    "vicreg": "selfsup.pretext.vicreg:VICReg",
 }
+_instances: dict[str, PretextMethod] = {}
 
 
 def get_method(name: str) -> PretextMethod:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown pretext method {name!r}; choose one of {', '.join(sorted(METHODS))}"
-        ) from None
+    if name not in METHODS:
+        raise KeyError(f"unknown pretext method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+    if name not in _instances:
+        module, cls = METHODS[name].split(":")
+        _instances[name] = getattr(importlib.import_module(module), cls)()
+    return _instances[name]
 
 
 def has_pseudo_labels(name: str) -> bool:

@@ -68,6 +68,17 @@ class PretextMethod:
         per-batch `seed`, inside tf.data."""
         return images
 
+    def precompute(self, images: np.ndarray, labels, options: dict):
+        """The transform done once for the whole pool, or None where it cannot be.
+
+        `images` are uint8 (N, H, W, C) in training order, one per pseudo-label. A method
+        whose transform depends only on the image and its pseudo-label, and commutes with
+        scaling and a per-channel normalization (a permutation of the pixels: a quarter
+        turn), returns `(transformed uint8 images, labels)` and its batches need no
+        per-batch work; the stage uses it only where the pool is in memory and nothing
+        augments the batches first. None (the default): the transform runs per batch."""
+        return None
+
     def examples(self, model, images: np.ndarray, options: dict, seed: int) -> dict:
         """What the trained model does to a few images: named image batches of equal
         length, drawn as rows of the study's pretext figure."""

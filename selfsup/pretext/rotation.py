@@ -5,7 +5,6 @@ Gidaris et al., "Unsupervised Representation Learning by Predicting Image Rotati
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
 from selfsup.pretext.base import PretextMethod
@@ -51,7 +50,9 @@ class Rotation(PretextMethod):
             labels = np.random.default_rng(seed).integers(0, 4, num_images)
         return positions, labels
 
-    def build(self, encoder: keras.Model, options: dict, augmentation=None, total_steps=None) -> keras.Model:
+    def build(self, encoder, options: dict, augmentation=None, total_steps=None):
+        import keras  # here, not at the top: the pseudo-label job needs no Keras
+
         height, width = encoder.input_shape[1:3]
         if height != width:
             raise ValueError(
@@ -74,6 +75,12 @@ class Rotation(PretextMethod):
         """A training batch: each (augmented) image turned by its pseudo-label."""
         return rotate_batch(images, labels), labels
 
-    def examples(self, model: keras.Model, images: np.ndarray, options: dict, seed: int) -> dict:
+    def precompute(self, images, labels, options: dict):
+        """Every pseudo-labelled image turned once for the run: a quarter turn moves pixels
+        and nothing else, so turning the uint8 images before scaling and normalizing gives
+        the very batches `transform` gives after them, bit for bit."""
+        return rotate(images, np.asarray(labels)), labels
+
+    def examples(self, model, images: np.ndarray, options: dict, seed: int) -> dict:
         """Each image in its four rotations: the inputs of the four pretext classes."""
         return {f"r = {r} ({90 * r}°)": rotate(images, np.full(len(images), r)) for r in range(4)}
