@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import machine
 import pandas as pd
 import yaml
 from workflow import run_study
@@ -226,7 +226,8 @@ def _header(title: str) -> list[str]:
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with "
         f"`{shlex.join(['.venv/bin/python', 'benchmarks/contrastive.py', *sys.argv[1:]])}` on "
-        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}).",
+        f"{machine.describe()}; 1-minute load average at the end {os.getloadavg()[0]:.2f} (on an idle "
+        "machine, the jobs' own load: about the study's threads).",
         "",
     ]
 

@@ -135,6 +135,9 @@ def claim_gpu_slot(environ=os.environ, stream=None, poll_s: float = 1.0) -> str 
                 handle.close()
                 continue
             _held = handle
+            # nvidia-smi numbers GPUs by PCI bus; CUDA, by default, fastest first. Make
+            # CUDA count as nvidia-smi does, so that GPU g is the GPU nvidia-smi calls g.
+            environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
             environ["CUDA_VISIBLE_DEVICES"] = gpu
             print(
                 f"GPU: slot {slot} of GPU {gpu} ({len(gpus)} GPUs x {per_gpu} jobs each, locks in {folder})",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -448,3 +450,28 @@ def test_checksum_covers_attributes(tmp_path):
         h5.attrs["seed"] = 2  # edited by hand: the split no longer is what its rule made
     with pytest.raises(CorruptArtifact, match="checksum"):
         read_split(path)
+
+
+def test_a_file_version_verified_by_one_job_is_not_read_in_full_by_the_next(tmp_path, monkeypatch):
+    from selfsup import artifacts
+
+    monkeypatch.setenv(artifacts.VERIFIED_DIR_VARIABLE, str(tmp_path / "verified"))
+    path, _ = _artifact("split", tmp_path, None)
+    artifacts._VERIFIED.clear()  # a new job: nothing verified in this process yet
+    read_split(path)  # verifies, and says so machine-wide
+    checked = []
+    real = artifacts.content_checksum
+    monkeypatch.setattr(artifacts, "content_checksum", lambda h5: checked.append(1) or real(h5))
+    artifacts._VERIFIED.clear()  # the next job
+    read_split(path)
+    assert checked == []
+    # Edited with its modification time set back: a new version all the same, checked again.
+    stat = path.stat()
+    content = bytearray(path.read_bytes())
+    content[_data_offset(path)] ^= 0x01
+    path.write_bytes(bytes(content))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    artifacts._VERIFIED.clear()
+    with pytest.raises(CorruptArtifact, match="checksum"):
+        read_split(path)
+    assert checked == [1]

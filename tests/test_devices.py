@@ -19,6 +19,7 @@ import os, sys, time
 from pathlib import Path
 from selfsup.devices import claim_gpu_slot
 gpu = claim_gpu_slot(poll_s=0.05)
+assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # as nvidia-smi numbers them
 Path(sys.argv[1]).write_text(repr((gpu, os.environ.get("CUDA_VISIBLE_DEVICES"))))
 while not Path(sys.argv[2]).exists():
     time.sleep(0.02)
@@ -26,7 +27,7 @@ while not Path(sys.argv[2]).exists():
 
 
 def _environment(tmp_path, **extra):
-    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}
     env.update({devices.LOCK_DIR_VARIABLE: str(tmp_path / "locks"), **extra})
     return env
 
