@@ -22,7 +22,8 @@ class TrainingDiverged(RuntimeError):
 def configure(threads: int, seed: int, deterministic: bool = True) -> None:
     """Size TensorFlow's thread pools to `threads`, seed every generator, and make ops
     deterministic unless `deterministic` is False (the study's `deterministic` setting:
-    measured 21% slower on CPU, see benchmarks/results/profile.md).
+    measured 21% slower on an AVX2 CPU, within the noise on an AVX-512 one; see
+    benchmarks/results/profile.md).
 
     `threads` is the study's `threads`, never the job's Snakemake threads (capped by
     `--cores`): the intra-op count decides how TensorFlow splits its sums, and a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -38,12 +39,18 @@ def write_study(path: Path, study: dict) -> Path:
     return path
 
 
-def snakemake(workdir: Path, configfile: Path | None, *args: str, timeout: int = 900):
-    """Run snakemake in `workdir` (with the workflow copied there); returns the finished process."""
+def snakemake(
+    workdir: Path, configfile: Path | None, *args: str, timeout: int = 900, env: dict | None = None
+):
+    """Run snakemake in `workdir` (with the workflow copied there); returns the finished
+    process. `env`: variables added to the jobs' environment."""
     command = [SNAKEMAKE, "--snakefile", str(workdir / "Snakefile"), "--directory", str(workdir)]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    environment = {**os.environ, **env} if env else None
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=workdir, env=environment
+    )
 
 
 def job_counts(output: str) -> dict[str, int]:

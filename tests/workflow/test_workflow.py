@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -92,6 +93,28 @@ def test_training_jobs_declare_resources_and_tensorflow_follows_threads(tiny_wor
     assert metrics["intra_op_threads"] == metrics["inter_op_threads"] == 2
     attrs = artifacts.read_attrs(workdir / "results/tiny/encoders/all/rotation/seed1/encoder.h5")
     assert attrs["intra_op_threads"] == 2
+
+
+def test_each_training_job_claims_a_gpu_slot_and_sees_that_gpu_alone(tiny_workflow):
+    # The fixture runs as on a machine with two GPUs, two jobs each (made-up names).
+    workdir, _, _ = tiny_workflow
+    training_logs = [
+        *(workdir / "logs/tiny/pretext").rglob("*.log"),
+        *(workdir / "logs/tiny/runs").rglob("*.log"),
+    ]
+    assert len(training_logs) >= 4
+    claimed = set()
+    for log in training_logs:
+        match = re.search(r"GPU: slot (\d) of GPU (no-such-gpu-[01]) \(2 GPUs x 2 jobs each", log.read_text())
+        assert match, f"{log} claims no GPU slot"
+        claimed.add(match.groups())
+    # With --cores 2 and 2 threads a job, one job runs at a time, and each finds the first
+    # slot free again: its predecessor's lock went with it. (tests/test_devices.py has
+    # concurrent jobs spread over the GPUs.)
+    assert claimed == {("0", "no-such-gpu-0")}
+    # Data and report jobs never claim one.
+    for log in (workdir / "logs/tiny/split").rglob("*.log"):
+        assert "GPU: slot" not in log.read_text()
 
 
 def edited(workdir: Path, name: str, change) -> Path:
