@@ -343,7 +343,9 @@ def self_training_inputs(wildcards):
 
 
 def report_code(wildcards):
-    return code_fingerprint("report/tables.py", "report/figures.py")
+    return code_fingerprint(
+        "report/tables.py", "report/comparisons.py", "report/figures.py"
+    )
 
 
 def example_runs():

@@ -21,7 +21,8 @@ rule accuracy_table:
 
 rule accuracy_figure:
     input:
-        f"{RESULTS}/tables/accuracy.csv",
+        summary=rules.accuracy_table.output.csv,
+        runs=rules.accuracy_table.output.runs,
     output:
         png=report(
             f"{RESULTS}/figures/accuracy_vs_labels.png",

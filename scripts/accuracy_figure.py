@@ -5,7 +5,10 @@ log_to(snakemake.log[0])
 
 import pandas as pd
 
-from selfsup.report import figures
+from selfsup.report import comparisons, figures, tables
 
-summary = pd.read_csv(snakemake.input[0])
-figures.accuracy_vs_labels(summary, snakemake.params.title, snakemake.output.png, snakemake.output.svg)
+summary = pd.read_csv(snakemake.input.summary)
+paired = comparisons.against(pd.read_csv(snakemake.input.runs), tables.SUPERVISED)
+figures.accuracy_vs_labels(
+    summary, snakemake.params.title, snakemake.output.png, snakemake.output.svg, paired=paired
+)

@@ -19,9 +19,15 @@ def _save(fig, *paths) -> None:
     plt.close(fig)
 
 
-def accuracy_vs_labels(summary: pd.DataFrame, title: str, *paths) -> None:
-    """Test accuracy against the number of labels, one line per classifier, std as error bars."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+def accuracy_vs_labels(summary: pd.DataFrame, title: str, *paths, paired: pd.DataFrame | None = None) -> None:
+    """Test accuracy against the number of labels, one line per classifier, std as error
+    bars; with `paired` (selfsup.report.comparisons.against), a second panel: each
+    classifier's difference to the baseline with its 95% paired interval."""
+    with_paired = paired is not None and not paired.empty
+    fig, axes = plt.subplots(
+        1, 2 if with_paired else 1, figsize=(12.8 if with_paired else 6.4, 4.4), squeeze=False
+    )
+    ax = axes[0, 0]
     for (method, protocol, pool), rows in summary.groupby(["method", "protocol", "pool"], sort=True):
         rows = rows.sort_values("n_labels")
         baseline = method == "none"
@@ -44,7 +50,36 @@ def accuracy_vs_labels(summary: pd.DataFrame, title: str, *paths) -> None:
     ax.set_title(f"{title}: mean ± std over {seeds} seed(s)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
+    if with_paired:
+        _paired_panel(axes[0, 1], paired, budgets)
     _save(fig, *paths)
+
+
+def _paired_panel(ax, paired: pd.DataFrame, budgets) -> None:
+    """Differences to the baseline, points, with 95% paired t intervals (none for one seed),
+    classifiers side by side at each budget."""
+    keys = list(paired.groupby(["method", "protocol", "pool"], sort=True).groups)
+    width = 0.8 / max(1, len(keys))
+    for i, (method, protocol, pool) in enumerate(keys):
+        rows = paired[(paired.method == method) & (paired.protocol == protocol) & (paired.pool == pool)]
+        x = np.array([budgets.index(n) for n in rows.n_labels]) + (i - (len(keys) - 1) / 2) * width
+        low = (rows.difference - rows.ci_low).fillna(0)
+        high = (rows.ci_high - rows.difference).fillna(0)
+        ax.errorbar(
+            x,
+            100 * rows.difference,
+            yerr=[100 * low, 100 * high],
+            fmt="o",
+            capsize=3,
+            label=label(method, protocol, pool),
+        )
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(budgets)), [f"{n:,}" for n in budgets])
+    ax.set_xlabel("labeled training images")
+    ax.set_ylabel(f"test accuracy minus {paired.baseline.iloc[0]}'s (points)")
+    ax.set_title("paired by seed: mean and 95% t interval")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
 
 
 def class_probabilities(image: np.ndarray, true_class: str, runs: pd.DataFrame, class_names, path) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
+
+from selfsup.report import comparisons
 
 # The protocol name of a self-training run's last teacher in tables and figures.
 LAST_TEACHER = "self_training_last_teacher"
@@ -52,10 +55,73 @@ def label(method: str, protocol: str, pool: str = "none") -> str:
     return name if pool in ("none", "all") else f"{name} ({pool})"
 
 
-def to_markdown(summary: pd.DataFrame) -> str:
+# The classifier every other is compared with, seed by seed (selfsup.report.comparisons).
+SUPERVISED = ("none", "none", "supervised")
+
+
+def answers(paired: pd.DataFrame) -> list[str]:
+    """One sentence per budget: the classifier furthest above the baseline, with its
+    interval, or that none is distinguishable from it."""
+    sentences = []
+    for n_labels, group in paired.groupby("n_labels", sort=True):
+        best = group.sort_values("difference", ascending=False).iloc[0]
+        name = label(best.method, best.protocol, best.pool)
+        seeds = f"{best.seeds} seed{'s' if best.seeds > 1 else ''}"
+        if best.verdict == comparisons.NO_VERDICT:
+            sentences.append(
+                f"With {n_labels:,} labels, {name} is {100 * best.difference:+.1f} points against "
+                f"{best.baseline} ({seeds}: no interval)."
+            )
+            continue
+        interval = f"95% CI [{100 * best.ci_low:.1f}, {100 * best.ci_high:.1f}], {seeds}"
+        if best.verdict == comparisons.BETTER:
+            sentences.append(
+                f"With {n_labels:,} labels, {name} beats {best.baseline} by "
+                f"{100 * best.difference:.1f} points ({interval})."
+            )
+        else:
+            sentences.append(
+                f"With {n_labels:,} labels, no classifier is distinguishable from {best.baseline} or "
+                f"better; the closest above is {name}, {100 * best.difference:+.1f} points ({interval})."
+            )
+    return sentences
+
+
+def paired_markdown(runs: pd.DataFrame, baseline=SUPERVISED) -> tuple[list[str], str]:
+    """(answers, table) of the comparison of every classifier with `baseline`, seed by
+    seed: one sentence per budget, and a table of mean differences (points) with their 95%
+    paired t intervals and verdicts. Both empty where the study has no such baseline."""
+    paired = comparisons.against(runs, baseline)
+    if paired.empty:
+        return [], ""
+    cells = paired.assign(
+        classifier=[label(*row) for row in zip(paired.method, paired.protocol, paired.pool, strict=True)],
+        cell=[
+            f"{100 * d:+.2f}" + ("" if np.isnan(lo) else f" [{100 * lo:+.2f}, {100 * hi:+.2f}]") + f" {v}"
+            for d, lo, hi, v in zip(
+                paired.difference, paired.ci_low, paired.ci_high, paired.verdict, strict=True
+            )
+        ],
+    )
+    wide = cells.pivot(index="classifier", columns="n_labels", values="cell")
+    wide.columns = [f"{n} labels" for n in wide.columns]
+    base = paired.baseline.iloc[0]
+    table = (
+        f"Test accuracy minus {base}'s, in points, mean over the seeds both ran (the same "
+        "labeled images for both), with its 95% paired t interval (Student's t on the per-seed "
+        "differences) and verdict: better or worse where the interval excludes 0.\n\n"
+        + wide.reset_index().to_markdown(index=False)
+        + "\n"
+    )
+    return answers(paired), table
+
+
+def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
     """Test, then train accuracy (%) as mean ± std over seeds: classifiers as rows, label
     budgets as columns. Train accuracy is on the labeled images a classifier trained on,
-    so the gap between the two shows overfitting."""
+    so the gap between the two shows overfitting. With `runs` (`collect`) and supervised
+    runs among them: first one sentence per budget, last the paired comparison with
+    supervised training (`paired_markdown`)."""
     seeds = sorted(set(summary.seeds))
     classifiers = [label(*row) for row in zip(summary.method, summary.protocol, summary.pool, strict=True)]
     blocks = []
@@ -77,4 +143,7 @@ def to_markdown(summary: pd.DataFrame) -> str:
             "rounds' pseudo-labels: the model the reference reports. self_training: the student "
             "trained on the labels plus every round's pseudo-labels.\n"
         )
+    sentences, paired = paired_markdown(runs) if runs is not None else ([], "")
+    if paired:
+        blocks = [" ".join(sentences) + "\n", *blocks, paired]
     return "\n".join(blocks)

@@ -56,6 +56,8 @@ def test_full_run_produces_tables_and_figures(tiny_workflow):
     assert summary.test_mean.between(0, 1).all()
     markdown = (results / "tables" / "accuracy.md").read_text()
     assert "rotation + freeze_1" in markdown and "16 labels" in markdown and "±" in markdown
+    # It opens with the answer per budget, from the comparisons paired by seed.
+    assert markdown.startswith("With 16 labels, ") and "95% paired t interval" in markdown
     for figure in [
         "accuracy_vs_labels.png",
         "accuracy_vs_labels.svg",

@@ -1,0 +1,76 @@
+"""Paired comparisons: each classifier against a baseline, seed by seed.
+
+Every budget x seed draws the same labeled images for every classifier of a study (the
+split is the seed's), so two classifiers' test accuracies at one budget are paired by
+seed. The comparison is the mean over seeds of their difference, with a 95% paired t
+interval (Student's t with seeds - 1 degrees of freedom on the per-seed differences), and
+a verdict: better where the whole interval is above zero, worse where it is below, not
+distinguishable otherwise. With one seed there is no interval and no verdict.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+CONFIDENCE = 0.95
+BETTER, WORSE, TIED, NO_VERDICT = "better", "worse", "not distinguishable", "one seed: no interval"
+KEYS = ["pool", "method", "protocol"]
+
+
+def paired_t_interval(differences, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean, low, high) of the paired differences; low and high NaN for fewer than 2."""
+    from scipy import stats
+
+    values = np.asarray(differences, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def verdict(low: float, high: float) -> str:
+    if math.isnan(low):
+        return NO_VERDICT
+    if low > 0:
+        return BETTER
+    if high < 0:
+        return WORSE
+    return TIED
+
+
+def against(runs: pd.DataFrame, baseline: tuple[str, str, str]) -> pd.DataFrame:
+    """Each other classifier of `runs` (selfsup.report.tables.collect) minus `baseline`
+    (pool, method, protocol), per budget, paired by seed: the seeds both have, the mean
+    difference in test accuracy, its interval and the verdict. Empty where the baseline
+    did not run."""
+    pool, method, protocol = baseline
+    is_base = (runs["pool"] == pool) & (runs["method"] == method) & (runs["protocol"] == protocol)
+    base = runs[is_base].set_index(["n_labels", "seed"])["test_accuracy"]
+    rows = []
+    if base.empty:
+        return pd.DataFrame(rows)
+    for values, group in runs[~is_base].groupby([*KEYS, "n_labels"], sort=False):
+        *key, n_labels = values
+        paired = group.set_index("seed")["test_accuracy"]
+        seeds = sorted(set(paired.index) & {s for n, s in base.index if n == n_labels})
+        if not seeds:
+            continue
+        differences = [paired[s] - base[(n_labels, s)] for s in seeds]
+        mean, low, high = paired_t_interval(differences)
+        rows.append(
+            {
+                **dict(zip(KEYS, key, strict=True)),
+                "n_labels": n_labels,
+                "baseline": baseline[2] if baseline[1] == "none" else f"{baseline[1]} + {baseline[2]}",
+                "seeds": len(seeds),
+                "difference": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "verdict": verdict(low, high),
+            }
+        )
+    return pd.DataFrame(rows)

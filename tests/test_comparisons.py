@@ -1,0 +1,108 @@
+"""selfsup.report.comparisons: paired intervals and verdicts, and the tables' answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from test_report import run, write_runs
+
+from selfsup.report import comparisons, tables
+
+# Student's sleep data (Cushny and Peebles; Student 1908): extra hours of sleep of 10
+# patients under two drugs. The textbook paired t test gives a mean difference of 1.58
+# hours, 95% CI [0.7001, 2.4599] (R: t.test(extra ~ group, data = sleep, paired = TRUE)).
+SLEEP_DIFFERENCES = [1.2, 2.4, 1.3, 1.3, 0.0, 1.0, 1.8, 0.8, 4.6, 1.4]
+
+
+def test_paired_t_interval_of_the_textbook_example():
+    mean, low, high = comparisons.paired_t_interval(SLEEP_DIFFERENCES)
+    assert mean == pytest.approx(1.58)
+    assert low == pytest.approx(0.7001142, abs=1e-6)
+    assert high == pytest.approx(2.4598858, abs=1e-6)
+
+
+def test_one_seed_has_no_interval_and_no_verdict():
+    mean, low, high = comparisons.paired_t_interval([0.03])
+    assert mean == 0.03 and math.isnan(low) and math.isnan(high)
+    assert comparisons.verdict(low, high) == comparisons.NO_VERDICT
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [(0.01, 0.05, "better"), (-0.05, -0.01, "worse"), (-0.01, 0.05, "not distinguishable")],
+)
+def test_verdict(low, high, expected):
+    assert comparisons.verdict(low, high) == expected
+
+
+def _runs(tmp_path, rows):
+    return tables.collect(write_runs(tmp_path, rows))
+
+
+def test_differences_are_paired_by_seed(tmp_path):
+    # Seeds differ a lot (the labeled draw), the method is 2 points above supervised in
+    # every one: paired, that is a clear gain; unpaired, the spread would swamp it.
+    rows = []
+    for seed, base in ((1, 0.60), (2, 0.70), (3, 0.80)):
+        rows += [
+            run("none", "supervised", 100, seed, base),
+            run("rotation", "finetune", 100, seed, base + 0.02),
+        ]
+    rows += [run("rotation", "linear", 100, seed, 0.9 - 0.1 * seed) for seed in (1, 2, 3)]
+    paired = comparisons.against(_runs(tmp_path, rows[::-1]), tables.SUPERVISED)
+    finetune = paired[paired.protocol == "finetune"].iloc[0]
+    assert finetune.seeds == 3
+    assert finetune.difference == pytest.approx(0.02)
+    assert finetune.ci_low == pytest.approx(0.02) and finetune.ci_high == pytest.approx(0.02)
+    assert finetune.verdict == "better"
+    # linear: 0.8, 0.7, 0.6 against 0.6, 0.7, 0.8: differences +0.2, 0, -0.2.
+    linear = paired[paired.protocol == "linear"].iloc[0]
+    assert linear.difference == pytest.approx(0.0, abs=1e-12)
+    assert linear.verdict == "not distinguishable"
+
+
+def test_only_seeds_both_ran_are_paired(tmp_path):
+    rows = [run("none", "supervised", 100, s, 0.5) for s in (1, 2)]
+    rows += [run("rotation", "finetune", 100, s, 0.6) for s in (2, 3)]
+    paired = comparisons.against(_runs(tmp_path, rows), tables.SUPERVISED)
+    assert paired.iloc[0].seeds == 1 and paired.iloc[0].verdict == comparisons.NO_VERDICT
+
+
+def test_tables_open_the_comparison_with_one_answer_per_budget(tmp_path):
+    rows = []
+    for seed, base in ((1, 0.60), (2, 0.70), (3, 0.80)):
+        rows += [
+            run("none", "supervised", 100, seed, base),
+            run("rotation", "finetune", 100, seed, base + 0.062),
+            run("none", "supervised", 1000, seed, 0.8 + 0.01 * seed),
+            run("rotation", "finetune", 1000, seed, 0.8 + 0.01 * (4 - seed)),
+        ]
+    runs = _runs(tmp_path, rows)
+    markdown = tables.to_markdown(tables.summarize(runs), runs)
+    assert markdown.startswith("With 100 labels, ")
+    assert (
+        "With 100 labels, rotation + finetune beats supervised by 6.2 points (95% CI [6.2, 6.2], 3 seeds)."
+        in (markdown)
+    )
+    assert "With 1,000 labels, no classifier is distinguishable from supervised or better" in markdown
+    assert "+6.20 [+6.20, +6.20] better" in markdown
+    # Without supervised runs, no comparison.
+    alone = _runs(tmp_path / "alone", [run("rotation", "linear", 100, 1, 0.5)])
+    assert "paired" not in tables.to_markdown(tables.summarize(alone), alone)
+
+
+def test_accuracy_figure_adds_a_panel_of_paired_differences(tmp_path):
+    import matplotlib.image
+
+    from selfsup.report import figures
+
+    rows = []
+    for seed, base in ((1, 0.60), (2, 0.70), (3, 0.80)):
+        rows += [run("none", "supervised", 100, seed, base), run("rotation", "finetune", 100, seed, base + 0.05)]
+    runs = _runs(tmp_path, rows)
+    summary = tables.summarize(runs)
+    alone, both = tmp_path / "alone.png", tmp_path / "both.png"
+    figures.accuracy_vs_labels(summary, "study", alone)
+    figures.accuracy_vs_labels(summary, "study", both, paired=comparisons.against(runs, tables.SUPERVISED))
+    assert matplotlib.image.imread(both).shape[1] > 1.7 * matplotlib.image.imread(alone).shape[1]
