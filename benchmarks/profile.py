@@ -117,7 +117,7 @@ def measure(variant: str, threads: int) -> float:
         args = {"x": data}
         callbacks = []
         if variant.startswith("pipeline") and variant != "pipeline_no_guard":
-            NanGuard, RateLog, ProgressLine, _ = training._callbacks()
+            NanGuard, RateLog, ProgressLine, *_ = training._callbacks()
             callbacks = [NanGuard(), RateLog(), ProgressLine(epochs, n, open(os.devnull, "w"))]
     model.fit(epochs=1, verbose=0, callbacks=callbacks, **args)  # tracing and warm-up
     start = time.perf_counter()

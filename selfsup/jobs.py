@@ -20,10 +20,13 @@ def log_to(path: str | os.PathLike) -> None:
 
 def start_training_job(log_path: str | os.PathLike) -> None:
     """What a training job does first, before importing TensorFlow: its output to its
-    log, then a GPU slot (selfsup.devices; nothing on a machine without GPUs)."""
+    log, its TensorBoard event files next to it (`<log>.tensorboard/`, selfsup.training),
+    then a GPU slot (selfsup.devices; nothing on a machine without GPUs)."""
     from selfsup.devices import claim_gpu_slot
+    from selfsup.training import TENSORBOARD_VARIABLE
 
     log_to(log_path)
+    os.environ[TENSORBOARD_VARIABLE] = str(Path(log_path).with_suffix(".tensorboard"))
     claim_gpu_slot()
 
 

@@ -287,6 +287,32 @@ def _callbacks():
                 flush=True,
             )
 
+    class EpochScalars(keras.callbacks.Callback):
+        """Every number of the epoch's history row (loss terms, accuracy, the learning rate,
+        kNN accuracy, embedding spread) as a TensorBoard scalar, at step = epoch number."""
+
+        def __init__(self, folder):
+            super().__init__()
+            self.folder = str(folder)
+
+        def on_train_begin(self, logs=None):
+            import tensorflow as tf
+
+            self.writer = tf.summary.create_file_writer(self.folder)
+
+        def on_epoch_end(self, epoch, logs=None):
+            import tensorflow as tf
+
+            with self.writer.as_default():
+                for name, value in (logs or {}).items():
+                    value = float(value)
+                    if math.isfinite(value):
+                        tf.summary.scalar(name, value, step=epoch + 1)
+            self.writer.flush()
+
+        def on_train_end(self, logs=None):
+            self.writer.close()
+
     class EpochClock(keras.callbacks.Callback):
         """Sets the input pipeline's epoch counter (selfsup.data.inputs.batches) as each
         epoch begins. Keras opens the epoch's dataset iterator after on_epoch_begin, and
@@ -300,7 +326,14 @@ def _callbacks():
             if self.counter is not None:
                 self.counter.assign(epoch)
 
-    return NanGuard, RateLog, ProgressLine, EpochClock
+    return NanGuard, RateLog, ProgressLine, EpochClock, EpochScalars
+
+
+# Where a training job's TensorBoard event files go: selfsup.jobs.start_training_job sets
+# it to the job's log path with the suffix .tensorboard; each `fit` of the job is one run
+# in it (fit1, fit2, ...: a self-training job fits several models). Unset: none written.
+TENSORBOARD_VARIABLE = "SELFSUP_TENSORBOARD_DIR"
+_fits_in_this_process = 0
 
 
 class _Resume:
@@ -442,7 +475,8 @@ def fit(
     """
     import keras
 
-    NanGuard, RateLog, ProgressLine, EpochClock = _callbacks()
+    global _fits_in_this_process
+    NanGuard, RateLog, ProgressLine, EpochClock, EpochScalars = _callbacks()
     # Schedules first, so the rate they set is the one logged, printed and kept in the history.
     callbacks = [
         EpochClock(getattr(train_data, "epoch_counter", None)),
@@ -451,6 +485,10 @@ def fit(
         RateLog(),
         ProgressLine(epochs, samples_per_epoch, stream),
     ]
+    if os.environ.get(TENSORBOARD_VARIABLE):
+        _fits_in_this_process += 1
+        folder = Path(os.environ[TENSORBOARD_VARIABLE]) / f"fit{_fits_in_this_process}"
+        callbacks.append(EpochScalars(folder))
     if early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(

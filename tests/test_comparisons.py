@@ -99,7 +99,10 @@ def test_accuracy_figure_adds_a_panel_of_paired_differences(tmp_path):
 
     rows = []
     for seed, base in ((1, 0.60), (2, 0.70), (3, 0.80)):
-        rows += [run("none", "supervised", 100, seed, base), run("rotation", "finetune", 100, seed, base + 0.05)]
+        rows += [
+            run("none", "supervised", 100, seed, base),
+            run("rotation", "finetune", 100, seed, base + 0.05),
+        ]
     runs = _runs(tmp_path, rows)
     summary = tables.summarize(runs)
     alone, both = tmp_path / "alone.png", tmp_path / "both.png"

@@ -353,3 +353,32 @@ def test_nan_loss_raises_with_several_steps_per_execution():
     assert model.steps_per_execution > 1
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1"):
         fit(model, data, epochs=3, samples_per_epoch=64, stream=io.StringIO())
+
+
+def test_each_fit_writes_its_epochs_as_tensorboard_scalars(tmp_path, monkeypatch):
+    from tensorflow.python.summary.summary_iterator import summary_iterator
+
+    from selfsup import training
+
+    monkeypatch.setenv(training.TENSORBOARD_VARIABLE, str(tmp_path / "job.tensorboard"))
+    x, y, data = tiny_data()
+    fit(tiny_model(keras.optimizers.Adam(0.01)), data, epochs=3, samples_per_epoch=64, stream=io.StringIO())
+    history = fit(
+        tiny_model(keras.optimizers.Adam(0.01)),
+        data,
+        epochs=2,
+        samples_per_epoch=64,
+        validation_data=(x, y),
+        stream=io.StringIO(),
+    )
+    runs = sorted(p.name for p in (tmp_path / "job.tensorboard").iterdir())
+    assert len(runs) == 2 and runs[0].startswith("fit") and runs[1].startswith("fit")
+    scalars = {}
+    (events,) = (tmp_path / "job.tensorboard" / runs[1]).glob("events.out.tfevents*")
+    for event in summary_iterator(str(events)):
+        for value in event.summary.value:
+            scalars[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
+    # The second fit's history, every column, epochs 1 and 2.
+    for epoch, row in history.iterrows():
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            assert scalars[(name, epoch + 1)] == pytest.approx(row[name], rel=1e-6)

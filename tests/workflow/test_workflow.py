@@ -119,6 +119,15 @@ def test_each_training_job_claims_a_gpu_slot_and_sees_that_gpu_alone(tiny_workfl
         assert "GPU: slot" not in log.read_text()
 
 
+def test_each_training_job_writes_tensorboard_scalars_next_to_its_log(tiny_workflow):
+    workdir, _, _ = tiny_workflow
+    log = workdir / "logs/tiny/pretext/all/rotation/seed1.log"
+    (events,) = log.with_suffix(".tensorboard").glob("fit1/events.out.tfevents*")
+    assert events.stat().st_size > 0
+    for log in (workdir / "logs/tiny/runs").rglob("*.log"):
+        assert list(log.with_suffix(".tensorboard").glob("fit*/events.out.tfevents*")), log
+
+
 def edited(workdir: Path, name: str, change) -> Path:
     """The tiny study with `change` applied, written to `workdir`/`name`."""
     study = load_study("tiny_study.yaml")
