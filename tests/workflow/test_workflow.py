@@ -276,6 +276,33 @@ def test_snakemake_report_holds_tables_and_figures(tiny_workflow, tmp_path):
         assert name in html
 
 
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(
+    _chromium() is None, reason="no Chromium (Debian: apt-get install chromium; .ci/run installs it)"
+)
+def test_snakemake_report_renders_in_a_real_browser(tiny_workflow, tmp_path):
+    # The report is a page that JavaScript builds; the file alone does not show whether a
+    # browser can. Headless Chromium runs it and hands back the page it built.
+    workdir, configfile, _ = tiny_workflow
+    report = tmp_path / "report.html"
+    assert snakemake(workdir, configfile, "--report", str(report)).returncode == 0
+    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
+    page = subprocess.run(
+        [*command, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    raw = report.read_text(errors="replace")
+    # The navigation the page builds: its sections and the result categories of the rules.
+    for built in (">Workflow<", ">Statistics<", ">Accuracy<", ">Examples<"):
+        assert built in page and built not in raw, built
+    for name in ("accuracy.csv", "accuracy_vs_labels.png", "class_probabilities.png"):
+        assert name in page
+
+
 def test_slurm_profile_plans_the_same_dag_with_gpu_requests(tiny_workflow):
     workdir, configfile, _ = tiny_workflow
     local = snakemake(workdir, configfile, "--dry-run", "--forceall")
