@@ -160,6 +160,7 @@ TRAINING_CODE = [
     "schedules.py",
     "augment.py",
     "monitor.py",
+    "probes.py",
     "artifacts.py",
     "data/inputs.py",
     "data/normalization.py",

@@ -1,12 +1,17 @@
 """Classifiers on an encoder, the freezing protocols that compare them, and evaluation.
 
-Protocols (what is trainable; the head always is):
+Protocols that train a Keras classifier (what is trainable; the head always is):
 - supervised: a freshly initialized encoder, all layers trainable (the baseline);
-- random: a freshly initialized encoder, frozen;
-- linear: the pretrained encoder, frozen;
+- random: a freshly initialized encoder, frozen, under a trained head;
+- frozen: the pretrained encoder, frozen, under a trained head;
 - finetune: the pretrained encoder, all layers trainable;
 - freeze_k: the pretrained encoder with its first k conv layers frozen;
 - partial_k: the pretrained encoder frozen except its last k weighted layers.
+Protocols that evaluate frozen features (selfsup.probes; nothing is trained by gradient):
+- linear, knn: the pretrained encoder's features, a cross-validated logistic regression
+  or a weighted kNN classifier;
+- random_linear, random_knn: the same on a freshly initialized encoder's features;
+- pixels_linear, pixels_knn: the same on the (scaled, normalized) pixels: no encoder.
 Two protocols also train on a pool of unlabeled images (selfsup.pipeline):
 - self_training: rounds of teacher pseudo-labels, weighted by their certainty, then a
   student on labels plus pseudo-labels (from scratch, or fine-tuning a pretext encoder);
@@ -24,24 +29,27 @@ import keras
 import numpy as np
 
 from selfsup.encoders import conv_layers, weighted_layers
+from selfsup.probes import FEATURE_PROTOCOLS
 
-FIXED_PROTOCOLS = ("supervised", "random", "linear", "finetune")
-NUMBERED_PROTOCOLS = ("freeze", "partial")
-CLASSIFIER_PATTERN = r"(supervised|random|linear|finetune|freeze_[1-9][0-9]*|partial_[1-9][0-9]*)"
+FIXED_PROTOCOLS = ("supervised", "random", "frozen", "finetune")
+CLASSIFIER_PATTERN = (
+    rf"({'|'.join((*FIXED_PROTOCOLS, *FEATURE_PROTOCOLS))}|freeze_[1-9][0-9]*|partial_[1-9][0-9]*)"
+)
 POOL_PROTOCOLS = ("self_training", "joint")  # protocols that also train on a pool's images
 PROTOCOL_PATTERN = rf"^({CLASSIFIER_PATTERN[1:-1]}|{'|'.join(POOL_PROTOCOLS)})$"
-# Protocols that start from a freshly initialized encoder instead of a pretext one.
-BASELINES = ("supervised", "random")
+# Protocols that use no pretext encoder: a freshly initialized one, or the pixels.
+BASELINES = ("supervised", "random", "random_linear", "random_knn", "pixels_linear", "pixels_knn")
 
 
 def parse_protocol(protocol: str) -> tuple[str, int]:
     """("freeze", 3) for "freeze_3"; (protocol, 0) for the fixed ones."""
     if not re.match(PROTOCOL_PATTERN, protocol):
         raise ValueError(
-            f"unknown protocol {protocol!r}; choose {', '.join((*FIXED_PROTOCOLS, *POOL_PROTOCOLS))}, "
+            f"unknown protocol {protocol!r}; choose "
+            f"{', '.join((*FIXED_PROTOCOLS, *FEATURE_PROTOCOLS, *POOL_PROTOCOLS))}, "
             "freeze_<k> or partial_<k>"
         )
-    if protocol in POOL_PROTOCOLS:
+    if protocol in POOL_PROTOCOLS or protocol in FEATURE_PROTOCOLS:
         return protocol, 0
     kind, _, k = protocol.partition("_")
     return kind, int(k or 0)
@@ -79,9 +87,11 @@ def apply_protocol(encoder: keras.Model, protocol: str) -> None:
     kind, k = parse_protocol(protocol)
     if kind in POOL_PROTOCOLS:
         raise ValueError(f"{protocol} trains a classifier under classifier_protocol(), not {protocol}")
+    if kind in FEATURE_PROTOCOLS:
+        raise ValueError(f"{protocol} evaluates frozen features (selfsup.probes); it trains no classifier")
     if kind in ("supervised", "finetune"):
         frozen = []
-    elif kind in ("random", "linear"):
+    elif kind in ("random", "frozen"):
         frozen = encoder.layers
     elif kind == "freeze":
         convs = conv_layers(encoder)

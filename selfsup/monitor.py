@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 
+from selfsup.probes import knn_votes, unit_rows
+
 FEATURE_BATCH = 256  # images per encoder call when computing features
 
 
@@ -23,16 +25,10 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int, temperature: 
     labels = np.asarray(labels)
     if len(features) < 2:
         raise ValueError("the kNN monitor needs at least two labeled images")
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    unit = features / np.maximum(norms, 1e-12)
+    unit = unit_rows(features)
     similarity = unit @ unit.T
     np.fill_diagonal(similarity, -np.inf)  # an image never votes for itself
-    k = min(k, len(features) - 1)
-    neighbours = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    weights = np.exp(np.take_along_axis(similarity, neighbours, axis=1) / temperature)
-    num_classes = int(labels.max()) + 1
-    votes = np.zeros((len(features), num_classes))
-    np.add.at(votes, (np.arange(len(features))[:, None], labels[neighbours]), weights)
+    votes = knn_votes(similarity, labels, min(k, len(features) - 1), temperature, int(labels.max()) + 1)
     return float(np.mean(votes.argmax(axis=1) == labels))
 
 

@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from selfsup import artifacts, augment, downstream, joint, monitor, outliers, schedules, training
+from selfsup import artifacts, augment, downstream, joint, monitor, outliers, probes, schedules, training
 from selfsup.data.dataset import scale
 from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB, batches, load_pool
 from selfsup.encoders import build_encoder
@@ -247,9 +247,20 @@ def train_downstream(
     self-training student (`self_training`: the labeled budget plus the pseudo-labeled
     `extra`, fine-tuning the pretext encoder when there is one).
     """
+    protocol = settings["protocol"]
+    if protocol in downstream.FEATURE_PROTOCOLS:
+        return evaluate_features(
+            data_path=data_path,
+            split_path=split_path,
+            encoder_path=encoder_path,
+            encoder_spec=encoder_spec,
+            settings=settings,
+            budget=budget,
+            seed=seed,
+            stream=stream,
+        )
     info = artifacts.read_labels(data_path)
     split = artifacts.read_split(split_path)
-    protocol = settings["protocol"]
     training.set_precision(settings.get("precision", "float32"))
     if encoder_path is not None:
         encoder, _ = artifacts.read_encoder(encoder_path)
@@ -366,6 +377,113 @@ def train_downstream(
     for images in (train_images, test_images):
         _close(images)
     return metrics, history, model
+
+
+def evaluate_features(
+    *, data_path, split_path, encoder_path, encoder_spec, settings, budget, seed, stream=sys.stderr
+):
+    """A feature protocol (downstream.FEATURE_PROTOCOLS): features of the budget's and the
+    test images, extracted once in inference mode, then a cross-validated logistic
+    regression or a weighted kNN classifier on them (selfsup.probes). Returns (metrics,
+    history, None) as `train_downstream` does: history is the cross-validation accuracy
+    per C (linear), or the leave-one-out accuracy on the budget (knn)."""
+    info = artifacts.read_labels(data_path)
+    split = artifacts.read_split(split_path)
+    protocol = settings["protocol"]
+    source, evaluation = downstream.FEATURE_PROTOCOLS[protocol]
+    num_classes = len(info["class_names"])
+    encoder_params = 0
+    if source == "pixels":
+
+        def extract(x):
+            return np.asarray(x).reshape(len(x), -1)
+
+    else:
+        if source == "pretext":
+            encoder, _ = artifacts.read_encoder(encoder_path)
+        else:  # drawn from the job's seed, as the supervised protocol's starting point is
+            encoder = build_encoder(encoder_spec["name"], info["image_shape"], **encoder_spec["options"])
+        encoder = downstream.truncate(encoder, settings["feature_layer"])
+        encoder_params = downstream.count_params(encoder)["params"]
+
+        def extract(x):
+            return np.asarray(encoder(x, training=False)).reshape(len(x), -1)
+
+    limit = settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
+    labeled = split.budget(budget)
+    y_fit, y_test = info["y_train"][labeled], info["y_test"][split.test]
+
+    def features(part, indices):
+        images, positions = load_pool(data_path, part, indices, limit)
+        data = batches(images, positions, batch_size=monitor.FEATURE_BATCH, normalization=split.normalization)
+        out = np.concatenate([extract(x) for x in data])
+        _close(images)
+        return out
+
+    fit_features, test_features = features("train", labeled), features("test", split.test)
+    print(
+        f"downstream {protocol}: {len(labeled)} labels, {fit_features.shape[1]} features "
+        f"({'pixels' if source == 'pixels' else f'{source} encoder, inference mode'})",
+        file=stream,
+        flush=True,
+    )
+    if evaluation == "linear":
+        probe = probes.LinearProbe(**settings["linear"], seed=seed).fit(fit_features, y_fit)
+
+        def predict(f):
+            return probe.predict_proba(f, num_classes)
+
+        train_accuracy = float(np.mean(predict(fit_features).argmax(axis=1) == y_fit))
+        history = pd.DataFrame({"C": probe.Cs, "cv_accuracy": probe.cv_accuracy})
+        details = {
+            "C": probe.C,
+            "cv_folds": probe.folds,
+            "cv_accuracy": float(probe.cv_accuracy.max()),
+            "lbfgs_iterations": probe.n_iter,
+            "unconverged_cv_fits": probe.unconverged_cv_fits,
+        }
+        trainable = int(probe.model.coef_.size + probe.model.intercept_.size)
+        print(
+            f"linear probe: C={probe.C:.3g} chosen by {probe.folds}-fold cross-validation "
+            f"(accuracy {details['cv_accuracy']:.4f}), refit in {probe.n_iter} L-BFGS iterations",
+            file=stream,
+            flush=True,
+        )
+    else:
+        knn = settings["knn"]
+
+        def predict(f):
+            return probes.knn_predict(fit_features, y_fit, f, **knn, num_classes=num_classes)
+
+        # Each budget image is its own nearest neighbour; leave it out to score the budget.
+        train_accuracy = monitor.knn_accuracy(fit_features, y_fit, knn["k"], knn["temperature"])
+        history = pd.DataFrame([{**knn, "leave_one_out_accuracy": train_accuracy}])
+        details = dict(knn)
+        trainable = 0
+    probabilities = predict(test_features)
+    metrics = {
+        "protocol": protocol,
+        "budget": str(budget),
+        "n_labels": int(len(labeled)),
+        "n_extra": 0,
+        "test_accuracy": float(np.mean(probabilities.argmax(axis=1) == y_test)),
+        "train_accuracy": train_accuracy,
+        "val_accuracy": None,
+        "epochs_run": 0,
+        "resumed_from_epoch": None,
+        "params": encoder_params + trainable,
+        "trainable_params": trainable,
+        "features": int(fit_features.shape[1]),
+        evaluation: details,
+        **training.thread_settings(),
+        "example": {
+            "test_index": int(split.test[0]),
+            "label": int(y_test[0]),
+            "probabilities": [float(p) for p in probabilities[0]],
+        },
+    }
+    print(f"test accuracy {metrics['test_accuracy']:.4f}", file=stream, flush=True)
+    return metrics, history, None
 
 
 def _labeled_and_extra(data_path, labeled, extra: ExtraExamples, memory_limit_mb: float):

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from selfsup import augment, schedules, training
+from selfsup import augment, probes, schedules, training
 from selfsup.data import sources
 from selfsup.data.dataset import DataError, foreign_count
 from selfsup.data.splits import OWN_UNLABELED, fraction_split
@@ -451,7 +451,16 @@ def check_training_sections(study: dict, channels: int) -> None:
             raise StudyError(
                 f"downstream.overrides.{protocol}: not one of downstream.protocols {settings['protocols']}"
             )
+        if protocol in probes.FEATURE_PROTOCOLS:
+            evaluation = probes.FEATURE_PROTOCOLS[protocol][1]
+            raise StudyError(
+                f"downstream.overrides.{protocol}: {protocol} evaluates frozen features with no "
+                f"training, so training settings do not apply to it; set downstream.{evaluation} "
+                "instead, or use the frozen protocol for a trained head"
+            )
     for protocol in settings["protocols"]:
+        if protocol in probes.FEATURE_PROTOCOLS:
+            continue
         where = (
             "downstream"
             if protocol not in settings.get("overrides", {})
@@ -459,6 +468,29 @@ def check_training_sections(study: dict, channels: int) -> None:
         )
         check_training(where, downstream_settings(study, protocol), channels, views=1)
         check_monitors(where, downstream_settings(study, protocol), ["loss", "accuracy"])
+
+
+def check_feature_protocols(study: dict, labeled: int, num_classes: int) -> None:
+    """What the feature protocols need of the budgets: as many labeled images as kNN
+    neighbours, and two per class for the logistic regression's cross-validation."""
+    settings = study["downstream"]
+    used = {evaluation: [] for evaluation in probes.EVALUATIONS}
+    for protocol in settings["protocols"]:
+        if protocol in probes.FEATURE_PROTOCOLS:
+            used[probes.FEATURE_PROTOCOLS[protocol][1]].append(protocol)
+    smallest = min(labeled if budget == "all" else budget for budget in study["budgets"])
+    if used["knn"] and settings["knn"]["k"] > smallest:
+        raise StudyError(
+            f"downstream.knn.k: {settings['knn']['k']} neighbours, but the smallest budget has "
+            f"{smallest} labeled images to search ({', '.join(used['knn'])}); use k <= {smallest} "
+            "or larger budgets"
+        )
+    if used["linear"] and smallest < 2 * num_classes:
+        raise StudyError(
+            f"budgets: the linear probe ({', '.join(used['linear'])}) chooses its regularization by cross-validation, "
+            f"which needs 2 labeled images of each of the {num_classes} classes; the smallest "
+            f"budget has {smallest}: use budgets of at least {2 * num_classes}"
+        )
 
 
 def check_study(config: dict) -> dict:
@@ -493,6 +525,7 @@ def check_study(config: dict) -> dict:
             )
     normalization = study["dataset"].get("normalization", "none")
     check_training_sections(study, image_shape[-1])
+    check_feature_protocols(study, labeled, len(layout.class_names))
 
     # Only now import what imports Keras (seconds): the checks above need none of it.
     from selfsup import downstream, encoders, pretext
@@ -568,7 +601,8 @@ def check_study(config: dict) -> dict:
     try:
         features = downstream.truncate(model, settings.get("feature_layer"))
         for protocol in protocols:
-            downstream.apply_protocol(features, downstream.classifier_protocol(protocol, pretrained=True))
+            if protocol not in probes.FEATURE_PROTOCOLS:
+                downstream.apply_protocol(features, downstream.classifier_protocol(protocol, pretrained=True))
     except ValueError as err:
         raise StudyError(f"downstream: {_one_line(err)}") from None
     return study
@@ -636,7 +670,12 @@ def check_pools(study: dict, image_shape) -> None:
 def downstream_settings(study: dict, protocol: str) -> dict:
     """The training settings of `protocol`: the shared ones with its overrides applied."""
     settings = study["downstream"]
-    shared = {k: v for k, v in settings.items() if k not in ("protocols", "overrides")}
+    if protocol in probes.FEATURE_PROTOCOLS:
+        # Only what the evaluation reads: editing epochs or the optimizer re-runs none of them.
+        evaluation = probes.FEATURE_PROTOCOLS[protocol][1]
+        return {key: settings[key] for key in (*probes.FEATURE_SETTINGS, evaluation)}
+    excluded = ("protocols", "overrides", *probes.EVALUATIONS)
+    shared = {k: v for k, v in settings.items() if k not in excluded}
     return {**shared, **settings.get("overrides", {}).get(protocol, {})}
 
 

@@ -123,8 +123,10 @@ _STUDY = {
     "self_training": {"rounds": 3, "threshold": 0.8, "from_pretext": False},
     "joint": {},
     "downstream": {
-        "protocols": ["supervised", "random", "linear", "freeze_1", "finetune"],
+        "protocols": ["supervised", "random", "frozen", "freeze_1", "finetune", "linear", "pixels_knn"],
         "feature_layer": None,
+        "linear": {"c_values": 45, "folds": 5, "max_iter": 1000},
+        "knn": {"k": 8, "temperature": 0.1},
         "head": {"hidden": [], "dropout": 0.0},
         "overrides": {},
         "epochs": 2,

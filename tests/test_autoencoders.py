@@ -534,7 +534,7 @@ def test_method_trains_one_step_and_its_encoder_transfers(run, method_name, opti
     artifacts.write_encoder(path, encoder, spec, {"method": method_name, "pretext": run})
     loaded, _ = artifacts.read_encoder(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), encoder.predict(x, verbose=0), rtol=1e-6)
-    classifier = downstream.build_classifier(loaded, 4, "linear")
+    classifier = downstream.build_classifier(loaded, 4, "frozen")
     assert classifier.predict(x, verbose=0).shape == (8, 4)
 
 

@@ -92,6 +92,29 @@ def test_tables_open_the_comparison_with_one_answer_per_budget(tmp_path):
     assert "paired" not in tables.to_markdown(tables.summarize(alone), alone)
 
 
+def test_tables_also_answer_against_the_logistic_regression_on_pixels(tmp_path):
+    rows = []
+    for seed, base in ((1, 0.60), (2, 0.70), (3, 0.80)):
+        rows += [
+            run("none", "supervised", 100, seed, base),
+            run("none", "pixels_linear", 100, seed, base + 0.10),
+            run("rotation", "finetune", 100, seed, base + 0.05),
+        ]
+    runs = _runs(tmp_path, rows)
+    markdown = tables.to_markdown(tables.summarize(runs), runs)
+    first, second = markdown.split("\n\n")[:2]
+    # The pixels beat everything, supervised training among them: that is the answer.
+    assert (
+        first
+        == "With 100 labels, pixels_linear beats supervised by 10.0 points (95% CI [10.0, 10.0], 3 seeds)."
+    )
+    assert second.startswith("With 100 labels, no classifier is distinguishable from pixels_linear or better")
+    assert (
+        "Test accuracy minus supervised's" in markdown and "Test accuracy minus pixels_linear's" in markdown
+    )
+    assert "-10.00 [-10.00, -10.00] worse" in markdown  # supervised against the pixels
+
+
 def test_accuracy_figure_adds_a_panel_of_paired_differences(tmp_path):
     import matplotlib.image
 

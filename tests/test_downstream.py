@@ -33,7 +33,8 @@ def trainable_names(encoder):
     "protocol, expected",
     [
         ("supervised", ("supervised", 0)),
-        ("linear", ("linear", 0)),
+        ("frozen", ("frozen", 0)),
+        ("pixels_linear", ("pixels_linear", 0)),
         ("freeze_3", ("freeze", 3)),
         ("partial_12", ("partial", 12)),
     ],
@@ -44,16 +45,22 @@ def test_parse_protocol(protocol, expected):
 
 @pytest.mark.parametrize("protocol", ["freeze_0", "freeze", "partial_x", "scratch", "Linear", "linear_1"])
 def test_parse_protocol_error(protocol):
-    with pytest.raises(ValueError, match=f"unknown protocol '{protocol}'; choose supervised, random, linear"):
+    with pytest.raises(
+        ValueError,
+        match=f"unknown protocol '{protocol}'; choose supervised, random, frozen, finetune, linear",
+    ):
         parse_protocol(protocol)
 
 
 def test_uses_pretext():
     assert [
-        uses_pretext(p) for p in ("supervised", "random", "linear", "finetune", "freeze_1", "partial_2")
+        uses_pretext(p)
+        for p in ("supervised", "random", "frozen", "finetune", "freeze_1", "partial_2", "linear", "knn")
     ] == [
         False,
         False,
+        True,
+        True,
         True,
         True,
         True,
@@ -67,7 +74,7 @@ def test_uses_pretext():
         ("supervised", ALL_LAYERS),
         ("finetune", ALL_LAYERS),
         ("random", []),
-        ("linear", []),
+        ("frozen", []),
         ("freeze_1", ALL_LAYERS[1:]),
         ("freeze_2", ALL_LAYERS[2:]),  # conv1 and conv2 frozen; pool1 (no weights) trains
         ("freeze_4", ["pool2", "flatten", "dense1"]),
@@ -84,7 +91,7 @@ def test_apply_protocol_trainable_layers(tiny_encoder, protocol, trainable):
 
 def test_apply_protocol_resets_earlier_freezing(tiny_encoder):
     encoder = tiny_encoder()
-    apply_protocol(encoder, "linear")
+    apply_protocol(encoder, "frozen")
     apply_protocol(encoder, "freeze_1")
     assert trainable_names(encoder) == ALL_LAYERS[1:]
 
@@ -99,7 +106,7 @@ def test_apply_protocol_k_too_large(tiny_encoder):
 def test_all_protocols_give_classifiers_of_the_same_size(tiny_encoder):
     """The comparison is fair only if every protocol trains the same architecture."""
     counts = {}
-    for protocol in ("supervised", "random", "linear", "finetune", "freeze_1", "partial_1"):
+    for protocol in ("supervised", "random", "frozen", "finetune", "freeze_1", "partial_1"):
         classifier = build_classifier(tiny_encoder(), 4, protocol)
         counts[protocol] = count_params(classifier)
     assert {c["params"] for c in counts.values()} == {ENCODER_PARAMS + HEAD_PARAMS}
@@ -108,14 +115,14 @@ def test_all_protocols_give_classifiers_of_the_same_size(tiny_encoder):
         "supervised": ENCODER_PARAMS + HEAD_PARAMS,
         "finetune": ENCODER_PARAMS + HEAD_PARAMS,
         "random": HEAD_PARAMS,
-        "linear": HEAD_PARAMS,
+        "frozen": HEAD_PARAMS,
         "freeze_1": ENCODER_PARAMS - 40 + HEAD_PARAMS,
         "partial_1": 2064 + HEAD_PARAMS,
     }
 
 
 def test_classifier_with_hidden_layers(tiny_encoder):
-    classifier = build_classifier(tiny_encoder(), 3, "linear", hidden=[8], dropout=0.5)
+    classifier = build_classifier(tiny_encoder(), 3, "frozen", hidden=[8], dropout=0.5)
     assert [layer.name for layer in classifier.layers] == [
         "image",
         "encoder",
@@ -127,13 +134,13 @@ def test_classifier_with_hidden_layers(tiny_encoder):
         "params": ENCODER_PARAMS + (16 * 8 + 8) + (8 * 3 + 3),
         "trainable_params": (16 * 8 + 8) + (8 * 3 + 3),
     }
-    assert classifier.name == "classifier_linear"
+    assert classifier.name == "classifier_frozen"
     assert classifier.output_shape == (None, 3)
 
 
 def test_feature_layer_pool2_on_rotnet_mnist():
     encoder = build_encoder("rotnet_mnist", (28, 28, 1))
-    classifier = build_classifier(encoder, 10, "linear", feature_layer="pool2")
+    classifier = build_classifier(encoder, 10, "frozen", feature_layer="pool2")
     assert [type(layer).__name__ for layer in classifier.layers] == [
         "InputLayer",
         "Functional",
@@ -155,7 +162,7 @@ def test_feature_layer_pool2_on_rotnet_mnist():
 
 def test_bad_feature_layer_lists_names(tiny_encoder):
     with pytest.raises(ValueError) as err:
-        build_classifier(tiny_encoder(), 4, "linear", feature_layer="pool9")
+        build_classifier(tiny_encoder(), 4, "frozen", feature_layer="pool9")
     message = str(err.value)
     assert "feature_layer 'pool9' is not a layer of encoder" in message
     assert str(ALL_LAYERS) in message

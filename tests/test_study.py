@@ -164,10 +164,11 @@ def test_split_range_outside_dataset(study):
 def test_protocols_needing_pretext_without_pretext(study):
     study["pretext"] = {}
     with pytest.raises(
-        StudyError, match=r"downstream\.protocols: \['linear', 'freeze_1', 'finetune'\] need a pretext"
+        StudyError,
+        match=r"downstream\.protocols: \['frozen', 'freeze_1', 'finetune', 'linear'\] need a pretext",
     ):
         check_study(study)
-    study["downstream"]["protocols"] = ["supervised", "random"]
+    study["downstream"]["protocols"] = ["supervised", "random", "random_linear", "pixels_knn"]
     check_study(study)
 
 
@@ -181,7 +182,7 @@ def test_bad_feature_layer(study):
 
 
 def test_freeze_k_too_large(study):
-    study["downstream"]["protocols"] = ["linear", "freeze_5"]
+    study["downstream"]["protocols"] = ["frozen", "freeze_5"]
     with pytest.raises(StudyError, match=r"downstream: freeze_5: the encoder has only 4 conv layers"):
         check_study(study)
 
@@ -212,11 +213,58 @@ def test_downstream_settings_merges_overrides(study):
     assert supervised["batch_size"] == 32
     assert supervised["optimizer"] == {"name": "sgd", "learning_rate": 0.1}
     assert supervised["epochs"] == 2
-    linear = downstream_settings(checked, "linear")
-    assert linear["batch_size"] == 16
-    assert linear["optimizer"] == {"name": "adam", "learning_rate": 0.003, "weight_decay": 0.0}
-    assert "protocols" not in linear and "overrides" not in linear
-    assert linear["head"] == {"hidden": [], "dropout": 0.0}
+    frozen = downstream_settings(checked, "frozen")
+    assert frozen["batch_size"] == 16
+    assert frozen["optimizer"] == {"name": "adam", "learning_rate": 0.003, "weight_decay": 0.0}
+    assert "protocols" not in frozen and "overrides" not in frozen
+    assert frozen["head"] == {"hidden": [], "dropout": 0.0}
+    # The feature protocols' options are not training settings: editing them re-runs no
+    # trained classifier, and editing a training setting re-runs no feature protocol.
+    assert "linear" not in frozen and "knn" not in frozen
+    assert downstream_settings(checked, "pixels_linear") == {
+        "feature_layer": None,
+        "memory_limit_mb": 2048,
+        "deterministic": True,
+        "linear": {"c_values": 45, "folds": 5, "max_iter": 1000},
+    }
+    assert set(downstream_settings(checked, "knn")) == {
+        "feature_layer",
+        "memory_limit_mb",
+        "deterministic",
+        "knn",
+    }
+
+
+def test_feature_protocols_are_not_trained(study):
+    study["downstream"]["overrides"] = {"linear": {"epochs": 50}}
+    with pytest.raises(
+        StudyError,
+        match=r"^downstream\.overrides\.linear: linear evaluates frozen features with no training.*"
+        r"set downstream\.linear instead, or use the frozen protocol",
+    ):
+        check_study(study)
+
+
+def test_knn_neighbours_beyond_the_smallest_budget(study):
+    study["downstream"]["knn"]["k"] = 17  # budgets 16 and 64
+    with pytest.raises(
+        StudyError, match=r"^downstream\.knn\.k: 17 neighbours, but the smallest budget has 16 .*use k <= 16"
+    ):
+        check_study(study)
+    study["downstream"]["protocols"] = ["supervised", "linear"]  # no kNN: k is not used
+    check_study(study)
+
+
+def test_linear_probe_needs_two_labels_per_class(study):
+    study["budgets"] = [6, 64]  # 4 classes: cross-validation needs 8
+    study["downstream"]["knn"]["k"] = 4
+    with pytest.raises(
+        StudyError,
+        match=r"^budgets: the linear probe .*2 labeled images of each of the 4 classes.*at least 8",
+    ):
+        check_study(study)
+    study["downstream"]["protocols"] = ["supervised", "pixels_knn"]
+    check_study(study)
 
 
 def test_layouts_of_the_registry():
@@ -285,6 +333,10 @@ def with_dataset(study: dict, name: str, options: dict | None = None, **split) -
         "folds": False,
         **split,
     }
+    # The fixture's budgets of 16 and 64 labels are too few for a linear probe's
+    # cross-validation over 10 or 100 classes (test_linear_probe_needs_two_labels_per_class).
+    protocols = study["downstream"]["protocols"]
+    study["downstream"]["protocols"] = [p for p in protocols if p not in ("linear", "pixels_linear")]
     return study
 
 
@@ -461,9 +513,9 @@ def test_lr_schedule_with_mismatched_factors_names_the_stage(study):
     with pytest.raises(StudyError, match=r"^downstream\.lr_schedule\.factors must list one factor"):
         check_study(study)
     study["downstream"]["lr_schedule"] = None
-    study["downstream"]["overrides"] = {"linear": {"lr_schedule": MISMATCHED}}
+    study["downstream"]["overrides"] = {"frozen": {"lr_schedule": MISMATCHED}}
     with pytest.raises(
-        StudyError, match=r"^downstream\.overrides\.linear\.lr_schedule\.factors must list one factor"
+        StudyError, match=r"^downstream\.overrides\.frozen\.lr_schedule\.factors must list one factor"
     ):
         check_study(study)
 
@@ -731,6 +783,9 @@ def tiny_file() -> dict:
         (["budgets"], [16.0], r"^budgets\[0\]: 16\.0 given; allowed: an integer >= 1 or 'all'$"),
         (["split", "labeled"], [0, 1.5], r"^split\.labeled\[1\]: 1\.5 \(float\)"),
         (["downstream", "optimizer"], {"name": "adam", "lr": 1}, r"^downstream\.optimizer: unknown key\(s\) lr; allowed: bias_lr_factor, clip_lr, fixed_lr_for, learning_rate, momentum, name"),
+        (["downstream", "knn"], {"k": 5, "neighbours": 3}, r"^downstream\.knn: unknown key\(s\) neighbours; allowed: k, temperature$"),
+        (["downstream", "linear"], {"C": 1.0}, r"^downstream\.linear: unknown key\(s\) C; allowed: c_values, folds, max_iter$"),
+        (["downstream", "knn", "temperature"], 0, r"^downstream\.knn\.temperature: 0"),
     ],
 )  # fmt: skip
 def test_schema_rejects_floats_and_booleans_as_integers_in_one_line(path, value, message):

@@ -55,8 +55,11 @@ def label(method: str, protocol: str, pool: str = "none") -> str:
     return name if pool in ("none", "all") else f"{name} ({pool})"
 
 
-# The classifier every other is compared with, seed by seed (selfsup.report.comparisons).
+# The classifiers every other is compared with, seed by seed (selfsup.report.comparisons):
+# the same network trained from scratch, and a logistic regression on the pixels.
 SUPERVISED = ("none", "none", "supervised")
+PIXELS = ("none", "none", "pixels_linear")
+BASELINES = (SUPERVISED, PIXELS)
 
 
 def answers(paired: pd.DataFrame) -> list[str]:
@@ -119,9 +122,9 @@ def paired_markdown(runs: pd.DataFrame, baseline=SUPERVISED) -> tuple[list[str],
 def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
     """Test, then train accuracy (%) as mean ± std over seeds: classifiers as rows, label
     budgets as columns. Train accuracy is on the labeled images a classifier trained on,
-    so the gap between the two shows overfitting. With `runs` (`collect`) and supervised
-    runs among them: first one sentence per budget, last the paired comparison with
-    supervised training (`paired_markdown`)."""
+    so the gap between the two shows overfitting. With `runs` (`collect`): per baseline
+    of BASELINES among them, one sentence per budget first, and the paired comparison with
+    it last (`paired_markdown`)."""
     seeds = sorted(set(summary.seeds))
     classifiers = [label(*row) for row in zip(summary.method, summary.protocol, summary.pool, strict=True)]
     blocks = []
@@ -143,7 +146,10 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
             "rounds' pseudo-labels: the model the reference reports. self_training: the student "
             "trained on the labels plus every round's pseudo-labels.\n"
         )
-    sentences, paired = paired_markdown(runs) if runs is not None else ([], "")
-    if paired:
-        blocks = [" ".join(sentences) + "\n", *blocks, paired]
-    return "\n".join(blocks)
+    answers, tables = [], []
+    for baseline in BASELINES if runs is not None else ():
+        sentences, paired = paired_markdown(runs, baseline)
+        if paired:
+            answers.append(" ".join(sentences) + "\n")
+            tables.append(paired)
+    return "\n".join([*answers, *blocks, *tables])

@@ -20,7 +20,7 @@ def test_tiny_autoencoder_study_runs_end_to_end(tmp_path):
     results = workdir / "results" / "tiny_autoencoders"
     summary = pd.read_csv(results / "tables" / "accuracy.csv")
     expected = {("none", "supervised")} | {
-        (method, protocol) for method in study["pretext"] for protocol in ("linear", "partial_2", "finetune")
+        (method, protocol) for method in study["pretext"] for protocol in ("frozen", "partial_2", "finetune")
     }
     assert set(zip(summary.method, summary.protocol, strict=True)) == expected
     runs = pd.read_csv(results / "tables" / "runs.csv")

@@ -39,7 +39,6 @@ def tiny_study_e(data_dir) -> dict:
         if "queue_size" in options:
             options["queue_size"] = 32
     study["downstream"].update(protocols=["supervised", "linear"], epochs=1, batch_size=8)
-    study["downstream"]["overrides"] = {"linear": {"epochs": 1}}
     return study
 
 

@@ -127,7 +127,7 @@ def test_stl10_folds_and_own_unlabeled_images_through_the_rules(tmp_path):
         "budgets": [10],
         "encoder": {"name": "small_cnn", "options": {"filters": [4], "dense": [8]}},
         "pretext": {"rotation": {"options": {"rotations": "random"}, "epochs": 1, "batch_size": 16}},
-        "downstream": {"protocols": ["supervised", "linear"], "epochs": 1, "batch_size": 8},
+        "downstream": {"protocols": ["supervised", "frozen"], "epochs": 1, "batch_size": 8},
     }
     config = write_study(workdir / "stl10.yaml", study)
     result = snakemake(workdir, config, "--cores", "2")
