@@ -29,8 +29,8 @@ from workflow import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "studies" / "autoencoders.yaml"
-# "linear" is the frozen-encoder protocol: the head alone trains.
-FROZEN = "linear"
+# The frozen-encoder protocol: the head alone trains.
+FROZEN = "frozen"
 RECONSTRUCTION = ("autoencoder", "denoising_autoencoder", "inpainting")
 
 
@@ -161,7 +161,7 @@ def write_report(study: dict, seconds: float, command: list[str], args) -> None:
         table,
         "",
         "`none + supervised` is the same encoder and head trained from scratch on the labels alone; "
-        "`linear` trains the head on the frozen encoder, `partial_2` also its last two layers "
+        "`frozen` trains the head on the frozen encoder, `partial_2` also its last two layers "
         "(conv4, dense1), `finetune` everything. Every classifier has the same parameter count.",
         "",
         "## Pretext jobs",

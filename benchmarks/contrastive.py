@@ -187,7 +187,7 @@ def derive_study(args) -> dict:
         "encoder": {"name": "small_cnn", "options": {"filters": args.filters, "dense": args.dense}},
         "pretext": pretext,
         "downstream": {
-            "protocols": ["supervised", "linear", "finetune"],
+            "protocols": ["supervised", "frozen", "finetune"],
             "epochs": args.downstream_epochs,
             "batch_size": 32,
             "optimizer": {"name": "adam", "learning_rate": 0.001},
@@ -266,7 +266,7 @@ def write_report(study, seconds, command, args) -> None:
         "",
         (results / "tables" / "accuracy.md").read_text().strip(),
         "",
-        "`none + supervised`: the same small_cnn and head trained from scratch on the labels; `linear`: "
+        "`none + supervised`: the same small_cnn and head trained from scratch on the labels; `frozen`: "
         "a Dense head on the frozen pretext encoder; `finetune`: everything trained.",
         "",
         "## Pretext runs",

@@ -83,9 +83,10 @@ def answers(paired: pd.DataFrame) -> list[str]:
                 f"{100 * best.difference:.1f} points ({interval})."
             )
         else:
+            closest = "the closest above is" if best.difference > 0 else "the best of the others is"
             sentences.append(
                 f"With {n_labels:,} labels, no classifier is distinguishable from {best.baseline} or "
-                f"better; the closest above is {name}, {100 * best.difference:+.1f} points ({interval})."
+                f"better; {closest} {name}, {100 * best.difference:+.1f} points ({interval})."
             )
     return sentences
 
