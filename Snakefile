@@ -42,6 +42,14 @@ include: "rules/semisupervised.smk"
 include: "rules/report.smk"
 
 
+# snakemake --report opens with the study's answers once accuracy_table has written them;
+# before that, with a page that says how to get them.
+ANSWERS = Path(rules.accuracy_table.output.answers).resolve()
+
+
+report: str(ANSWERS) if ANSWERS.exists() else "report/workflow.rst"
+
+
 rule all:
     default_target: True
     input:

@@ -9,12 +9,16 @@ rule accuracy_table:
         ),
         markdown=f"{RESULTS}/tables/accuracy.md",
         runs=f"{RESULTS}/tables/runs.csv",
+        # The first page of snakemake --report (see the report directive in the Snakefile).
+        answers=f"{RESULTS}/tables/answers.rst",
     log:
         f"logs/{STUDY['study']}/report/accuracy_table.log",
     conda:
         "../envs/selfsup.yaml"
     params:
         code=report_code,
+        study=STUDY["study"],
+        description=STUDY["description"],
     script:
         "../scripts/accuracy_table.py"
 

@@ -13,4 +13,7 @@ runs.drop(columns=["example"]).to_csv(snakemake.output.runs, index=False)
 summary.to_csv(snakemake.output.csv, index=False)
 markdown = tables.to_markdown(summary, runs)
 Path(snakemake.output.markdown).write_text(markdown)
+Path(snakemake.output.answers).write_text(
+    tables.answers_rst(runs, snakemake.params.study, snakemake.params.description)
+)
 print(markdown)

@@ -118,6 +118,26 @@ def test_tables_also_answer_against_the_logistic_regression_on_pixels(tmp_path):
     assert "-10.00 [-10.00, -10.00] worse" in markdown  # supervised against the pixels
 
 
+def test_the_reports_first_page_is_the_answers_in_valid_restructured_text(tmp_path):
+    from docutils.core import publish_parts
+
+    rows = []
+    for seed, base in ((1, 0.60), (2, 0.70), (3, 0.80)):
+        rows += [
+            run("none", "supervised", 100, seed, base),
+            run("none", "pixels_linear", 100, seed, base + 0.10),
+            run("rotation", "finetune", 100, seed, base + 0.05),
+        ]
+    runs = _runs(tmp_path, rows)
+    text = tables.answers_rst(runs, "demo", "Does rotation help?")
+    html = publish_parts(text, writer="html", settings_overrides={"halt_level": 2})["html_body"]
+    assert "Study demo" in html and "Does rotation help?" in html
+    assert "Against supervised" in html and "Against pixels_linear" in html
+    assert "With 100 labels, pixels_linear beats supervised by 10.0 points" in html
+    alone = _runs(tmp_path / "alone", [run("rotation", "linear", 100, 1, 0.5)])
+    assert "no comparison to answer" in tables.answers_rst(alone, "demo", "")
+
+
 def test_accuracy_figure_adds_a_panel_of_paired_differences(tmp_path):
     import matplotlib.image
 

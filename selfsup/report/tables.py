@@ -154,3 +154,27 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
             answers.append(" ".join(sentences) + "\n")
             tables.append(paired)
     return "\n".join([*answers, *blocks, *tables])
+
+
+def answers_rst(runs: pd.DataFrame, study: str, description: str) -> str:
+    """The first page of `snakemake --report`: the study, then its answers, one sentence
+    per budget against each baseline it ran (as accuracy.md opens)."""
+    title = f"Study {study}"
+    lines = [title, "=" * len(title), "", description.strip(), ""]
+    found = False
+    for baseline in BASELINES:
+        sentences, _ = paired_markdown(runs, baseline)
+        if sentences:
+            found = True
+            pool, method, protocol = baseline
+            heading = f"Against {label(method, protocol, pool)}"
+            lines += [heading, "-" * len(heading), "", *(f"- {s}" for s in sentences), ""]
+    if not found:
+        lines += ["The study ran neither supervised training nor pixels_linear: no comparison to answer.", ""]
+    lines += [
+        "Every budget and seed draws the same labeled images for every classifier, so the "
+        "differences are paired by seed (Student's t interval). The tables and figures are "
+        "under Accuracy; tables/accuracy.md holds every classifier's difference.",
+        "",
+    ]
+    return "\n".join(lines)

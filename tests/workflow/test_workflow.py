@@ -310,6 +310,10 @@ def test_snakemake_report_renders_in_a_real_browser(tiny_workflow, tmp_path):
         assert built in page and built not in raw, built
     for name in ("accuracy.csv", "accuracy_vs_labels.png", "class_probabilities.png"):
         assert name in page
+    # It opens with the study's answers, as the accuracy table does.
+    answers = (workdir / "results/tiny/tables/accuracy.md").read_text().split("\n")[0].split(". ")[0]
+    assert answers.startswith("With 16 labels, ") and answers in page
+    assert ">Study tiny<" in page and ">Against supervised<" in page and ">Against pixels_linear<" not in page
 
 
 def test_slurm_profile_plans_the_same_dag_with_gpu_requests(tiny_workflow):
