@@ -1,8 +1,9 @@
 """Evaluations of frozen features, as the field reports them: a converged logistic
 regression and a weighted kNN classifier.
 
-`linear` follows the linear evaluation of SimCLR (Chen et al. 2020, appendix B.6, the
-protocol for small datasets): features of the frozen network, extracted once and without
+`linear` follows the linear evaluation of SimCLR's transfer experiments (Chen et al.
+2020, appendix; the protocol of Kornblith et al. 2019, "Do better ImageNet models
+transfer better?"): features of the frozen network, extracted once and without
 augmentation, an L2-regularized multinomial logistic regression fitted with L-BFGS, its
 regularization chosen among 45 log-spaced values of C from 1e-6 to 1e5. Deviations, and
 why: the strength is chosen by stratified k-fold cross-validation on the labeled budget
