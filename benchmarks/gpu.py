@@ -582,6 +582,8 @@ def sharing_study(args) -> dict:
     study["dataset"]["data_dir"] = str(args.mnist_dir.resolve())
     study["pretext"]["rotation"]["epochs"] = args.epochs
     study["downstream"]["epochs"] = args.epochs
+    # The three trained classifiers of the reference; the pixel baselines train nothing.
+    study["downstream"]["protocols"] = ["frozen", "supervised", "random"]
     if args.allow_cpu:
         study["split"].update(unlabeled=[0, 512], labeled=[10000, 10200], test=[300, 400])
     return study

@@ -235,10 +235,10 @@ y_lab = data.y_train[10000:11000]
 x_test = data.x_test[300:600].astype("float32") / 255.0
 y_test = data.y_test[300:600]
 results = {{}}
-for name, batch in (("linear", 64), ("supervised", 32), ("random", 64)):
+for name, batch in (("frozen", 64), ("supervised", 32), ("random", 64)):
     inputs, h = network(10)
     base = keras.Model(inputs, h)
-    if name == "linear":
+    if name == "frozen":
         base.set_weights(features.get_weights())
     base.trainable = name == "supervised"
     out = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(base(inputs)))

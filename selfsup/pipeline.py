@@ -12,6 +12,7 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from selfsup import artifacts, augment, downstream, joint, monitor, outliers, probes, schedules, training
 from selfsup.data.dataset import scale
@@ -427,40 +428,45 @@ def evaluate_features(
         file=stream,
         flush=True,
     )
-    if evaluation == "linear":
-        probe = probes.LinearProbe(**settings["linear"], seed=seed).fit(fit_features, y_fit)
+    # NumPy's and scikit-learn's BLAS get the job's threads, as TensorFlow does: the
+    # scheduler's count holds, and results do not depend on the machine's cores.
+    with threadpool_limits(training.thread_settings()["intra_op_threads"]):
+        if evaluation == "linear":
+            probe = probes.LinearProbe(**settings["linear"], seed=seed).fit(fit_features, y_fit)
 
-        def predict(f):
-            return probe.predict_proba(f, num_classes)
+            def predict(f):
+                return probe.predict_proba(f, num_classes)
 
-        train_accuracy = float(np.mean(predict(fit_features).argmax(axis=1) == y_fit))
-        history = pd.DataFrame({"C": probe.Cs, "cv_accuracy": probe.cv_accuracy})
-        details = {
-            "C": probe.C,
-            "cv_folds": probe.folds,
-            "cv_accuracy": float(probe.cv_accuracy.max()),
-            "lbfgs_iterations": probe.n_iter,
-            "unconverged_cv_fits": probe.unconverged_cv_fits,
-        }
-        trainable = int(probe.model.coef_.size + probe.model.intercept_.size)
-        print(
-            f"linear probe: C={probe.C:.3g} chosen by {probe.folds}-fold cross-validation "
-            f"(accuracy {details['cv_accuracy']:.4f}), refit in {probe.n_iter} L-BFGS iterations",
-            file=stream,
-            flush=True,
-        )
-    else:
-        knn = settings["knn"]
+            train_accuracy = float(np.mean(predict(fit_features).argmax(axis=1) == y_fit))
+            history = pd.DataFrame(
+                {"C": probe.Cs, "cv_accuracy": probe.cv_accuracy, "converged": probe.converged}
+            )
+            details = {
+                "C": probe.C,
+                "cv_folds": probe.folds,
+                "cv_accuracy": float(probe.cv_accuracy[probe.chosen]),
+                "lbfgs_iterations": probe.n_iter,
+                "unconverged_cv_fits": probe.unconverged_cv_fits,
+            }
+            trainable = int(probe.model.coef_.size + probe.model.intercept_.size)
+            print(
+                f"linear probe: C={probe.C:.3g} chosen by {probe.folds}-fold cross-validation "
+                f"(accuracy {details['cv_accuracy']:.4f}), refit in {probe.n_iter} L-BFGS iterations",
+                file=stream,
+                flush=True,
+            )
+        else:
+            knn = settings["knn"]
 
-        def predict(f):
-            return probes.knn_predict(fit_features, y_fit, f, **knn, num_classes=num_classes)
+            def predict(f):
+                return probes.knn_predict(fit_features, y_fit, f, **knn, num_classes=num_classes)
 
-        # Each budget image is its own nearest neighbour; leave it out to score the budget.
-        train_accuracy = monitor.knn_accuracy(fit_features, y_fit, knn["k"], knn["temperature"])
-        history = pd.DataFrame([{**knn, "leave_one_out_accuracy": train_accuracy}])
-        details = dict(knn)
-        trainable = 0
-    probabilities = predict(test_features)
+            # Each budget image is its own nearest neighbour; leave it out to score the budget.
+            train_accuracy = monitor.knn_accuracy(fit_features, y_fit, knn["k"], knn["temperature"])
+            history = pd.DataFrame([{**knn, "leave_one_out_accuracy": train_accuracy}])
+            details = dict(knn)
+            trainable = 0
+        probabilities = predict(test_features)
     metrics = {
         "protocol": protocol,
         "budget": str(budget),

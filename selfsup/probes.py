@@ -84,8 +84,10 @@ def c_grid(c_values: int) -> np.ndarray:
 class LinearProbe:
     """Standardize, choose C by stratified k-fold cross-validation, refit on every image.
 
-    After `fit`: `C` (the chosen strength), `cv_accuracy` (mean fold accuracy per C of
-    `Cs`), `folds`, `n_iter` of the final fit, `unconverged_cv_fits`."""
+    After `fit`: `C` (the chosen strength, `Cs[chosen]`, among the C values whose fold
+    fits all converged: `converged`), `cv_accuracy` (mean fold accuracy per C of `Cs`),
+    `folds`, `n_iter` of the final fit, `unconverged_cv_fits` (fold fits that stopped at
+    max_iter)."""
 
     def __init__(self, *, c_values: int, folds: int, max_iter: int, seed: int):
         self.Cs = c_grid(c_values)
@@ -100,18 +102,21 @@ class LinearProbe:
         from sklearn.preprocessing import StandardScaler
 
         labels = np.asarray(labels)
-        smallest = int(np.bincount(labels)[np.unique(labels)].min())
-        self.folds = min(self.requested_folds, smallest)
-        if self.folds < 2:
+        counts = np.bincount(labels)[np.unique(labels)]
+        # As many folds as the rarest class has images, at least 2: a class with fewer images
+        # than folds is missing from some of them (scikit-learn warns, and the folds still
+        # score every C alike).
+        self.folds = int(min(self.requested_folds, max(2, counts.min())))
+        if len(counts) < 2 or counts.max() < self.folds:
             raise ValueError(
-                f"the linear probe chooses its regularization by cross-validation, which needs at "
-                f"least 2 labeled images of every class; one class has {smallest}"
+                f"the linear probe chooses its regularization by cross-validation, which needs "
+                f"2 classes and a class with 2 labeled images; the budget's classes have {counts.tolist()}"
             )
         self.scaler = StandardScaler().fit(features)
         x = self.scaler.transform(features)
         folds = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
+            warnings.simplefilter("always")
             search = LogisticRegressionCV(
                 Cs=self.Cs,
                 l1_ratios=(0.0,),
@@ -121,11 +126,23 @@ class LinearProbe:
                 refit=False,
                 use_legacy_attributes=False,
             ).fit(x, labels)
-        # Extreme C values may stop at max_iter inside the folds; counted, not hidden.
-        self.unconverged_cv_fits = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for caught_warning in caught:  # convergence is judged below, per C
+            if not issubclass(caught_warning.category, ConvergenceWarning):
+                warnings.warn(caught_warning.message, caught_warning.category, stacklevel=2)
         self.cv_accuracy = np.asarray(search.scores_).reshape(self.folds, -1, len(self.Cs))[:, 0].mean(axis=0)
+        iterations = np.asarray(search.n_iter_).reshape(self.folds, -1, len(self.Cs))[:, 0]
+        # A C whose fold fits stopped at max_iter was scored on unconverged models: not chosen.
+        converged = (iterations < self.max_iter).all(axis=0)
+        self.unconverged_cv_fits = int((iterations >= self.max_iter).sum())
+        if not converged.any():
+            raise RuntimeError(
+                f"the linear probe did not converge in {self.max_iter} L-BFGS iterations for any C "
+                "in cross-validation; raise downstream.linear.max_iter"
+            )
         # The first best is the smallest C: the strongest regularization among the ties.
-        self.C = float(self.Cs[int(np.argmax(self.cv_accuracy))])
+        self.converged = converged
+        self.chosen = int(np.argmax(np.where(converged, self.cv_accuracy, -np.inf)))
+        self.C = float(self.Cs[self.chosen])
         with warnings.catch_warnings():
             warnings.simplefilter("error", ConvergenceWarning)
             try:

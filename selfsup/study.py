@@ -672,8 +672,9 @@ def downstream_settings(study: dict, protocol: str) -> dict:
     settings = study["downstream"]
     if protocol in probes.FEATURE_PROTOCOLS:
         # Only what the evaluation reads: editing epochs or the optimizer re-runs none of them.
-        evaluation = probes.FEATURE_PROTOCOLS[protocol][1]
-        return {key: settings[key] for key in (*probes.FEATURE_SETTINGS, evaluation)}
+        source, evaluation = probes.FEATURE_PROTOCOLS[protocol]
+        keys = [key for key in probes.FEATURE_SETTINGS if not (source == "pixels" and key == "feature_layer")]
+        return {key: settings[key] for key in (*keys, evaluation)}
     excluded = ("protocols", "overrides", *probes.EVALUATIONS)
     shared = {k: v for k, v in settings.items() if k not in excluded}
     return {**shared, **settings.get("overrides", {}).get(protocol, {})}

@@ -477,7 +477,7 @@ def test_study_presets_are_valid_and_share_one_encoder(path):
     study = load_study(path)
     methods = {entry["method"] for entry in study["pretext"].values()}
     assert {"autoencoder", "denoising_autoencoder", "inpainting"} <= methods
-    assert {"supervised", "linear", "finetune"} <= set(study["downstream"]["protocols"])
+    assert {"supervised", "frozen", "finetune"} <= set(study["downstream"]["protocols"])
     assert any(p.startswith("partial_") for p in study["downstream"]["protocols"])
     # Encoders are configured once per study, never per method.
     assert all("encoder" not in entry for entry in study["pretext"].values())
@@ -552,7 +552,7 @@ def test_compared_classifiers_have_equal_parameter_counts():
         counts[protocol] = downstream.count_params(downstream.build_classifier(encoder, 4, protocol))
     assert len({c["params"] for c in counts.values()}) == 1
     trainable = {p: c["trainable_params"] for p, c in counts.items()}
-    assert trainable["linear"] < trainable["partial_2"] < trainable["finetune"] == trainable["supervised"]
+    assert trainable["frozen"] < trainable["partial_2"] < trainable["finetune"] == trainable["supervised"]
 
 
 def test_partial_k_trains_the_head_and_the_last_k_encoder_layers():

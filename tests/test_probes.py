@@ -57,21 +57,37 @@ def test_linear_probe_is_scikit_learns_cross_validated_logistic_regression_by_ha
     np.testing.assert_allclose(probe.predict_proba(x, 3), final.predict_proba(scaled), atol=1e-6)
 
 
-def test_linear_probe_fills_classes_its_budget_lacks_and_refuses_single_label_classes():
+def test_linear_probe_fills_classes_its_budget_lacks_and_takes_a_class_of_one_image():
     x, y = blobs(classes=3)
     keep = y != 1
     probabilities = probes.LinearProbe(**LINEAR, seed=0).fit(x[keep], y[keep]).predict_proba(x, 3)
     assert probabilities.shape == (90, 3) and (probabilities[:, 1] == 0).all()
-    with pytest.raises(ValueError, match="needs at least 2 labeled images of every class; one class has 1"):
-        probes.LinearProbe(**LINEAR, seed=0).fit(x[:4], np.array([0, 0, 1, 2]))
+    # A stratified budget may hold one image of a rare class: two folds, one without it.
+    labels = np.array([0, 0, 0, 1, 1, 1, 2])
+    with pytest.warns(UserWarning, match="least populated class in y has only 1 members"):
+        probe = probes.LinearProbe(**LINEAR, seed=0).fit(x[:7], labels)
+    assert probe.folds == 2 and probe.predict_proba(x[:7], 3).shape == (7, 3)
+    with pytest.raises(ValueError, match=r"needs 2 classes and a class with 2 labeled images.*\[1, 1, 1\]"):
+        probes.LinearProbe(**LINEAR, seed=0).fit(x[:3], np.array([0, 1, 2]))
 
 
 def test_linear_probe_that_cannot_converge_says_which_setting_to_raise():
     x, y = blobs()
     with pytest.raises(
-        RuntimeError, match=r"did not converge in 1 L-BFGS iterations.*raise downstream\.linear\.max_iter"
+        RuntimeError,
+        match=r"did not converge in 1 L-BFGS iterations for any C.*raise downstream\.linear\.max_iter",
     ):
-        probes.LinearProbe(c_values=1, folds=3, max_iter=1, seed=0).fit(x, y)
+        probes.LinearProbe(c_values=2, folds=3, max_iter=1, seed=0).fit(x, y)
+
+
+def test_linear_probe_never_chooses_a_c_whose_fold_fits_did_not_converge():
+    # With 3 L-BFGS iterations only the strongest regularizations converge in the folds;
+    # the best fold score belongs to one that did not, and it must not be chosen.
+    x, y = blobs(spread=0.7)
+    probe = probes.LinearProbe(c_values=7, folds=3, max_iter=3, seed=0).fit(x, y)
+    best_of_all = int(np.argmax(probe.cv_accuracy))
+    assert not probe.converged[best_of_all] and probe.unconverged_cv_fits > 0
+    assert probe.converged[probe.chosen] and probe.chosen != best_of_all
 
 
 def test_knn_is_the_written_out_weighted_vote():

@@ -222,7 +222,6 @@ def test_downstream_settings_merges_overrides(study):
     # trained classifier, and editing a training setting re-runs no feature protocol.
     assert "linear" not in frozen and "knn" not in frozen
     assert downstream_settings(checked, "pixels_linear") == {
-        "feature_layer": None,
         "memory_limit_mb": 2048,
         "deterministic": True,
         "linear": {"c_values": 45, "folds": 5, "max_iter": 1000},

@@ -177,4 +177,5 @@ def answers_rst(runs: pd.DataFrame, study: str, description: str) -> str:
         "under Accuracy; tables/accuracy.md holds every classifier's difference.",
         "",
     ]
-    return "\n".join(lines)
+    # Snakemake renders the page with Jinja: a brace in a study's description is text.
+    return "{% raw %}\n" + "\n".join(lines) + "\n{% endraw %}\n"

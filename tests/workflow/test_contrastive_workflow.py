@@ -38,7 +38,8 @@ def tiny_study_e(data_dir) -> dict:
             options["predictor"] = [16, 8]
         if "queue_size" in options:
             options["queue_size"] = 32
-    study["downstream"].update(protocols=["supervised", "linear"], epochs=1, batch_size=8)
+    study["downstream"].update(protocols=["supervised", "frozen"], epochs=1, batch_size=8)
+    study["downstream"]["overrides"] = {"frozen": {"epochs": 1}}
     return study
 
 
