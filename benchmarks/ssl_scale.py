@@ -82,6 +82,12 @@ def parse_args(argv=None):
     parser.add_argument("--dense", type=int, nargs="+", default=[64])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--skip-early-stopping", action="store_true", help="skip the second study")
+    parser.add_argument(
+        "--snakemake-args",
+        default="",
+        help='extra Snakemake options for both studies, e.g. "--rerun-triggers mtime --forcerun downstream"',
+    )
+    parser.add_argument("--note", default="", help="how this result was produced, when not in one plain run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "ssl_scale")
     parser.add_argument("--report", type=Path, default=ROOT / "benchmarks" / "results" / "ssl_scale.md")
     return parser.parse_args(argv)
@@ -248,6 +254,8 @@ def write_report(study, seconds, command, effect, stopped_seconds, args) -> None
             effect.to_markdown(index=False, floatfmt=".2f"),
             "",
         ]
+    if args.note:
+        lines += ["## How this result was produced", "", args.note, ""]
     lines += [
         "## Exact settings",
         "",
@@ -267,11 +275,12 @@ def write_report(study, seconds, command, effect, stopped_seconds, args) -> None
 def main(argv=None):
     args = parse_args(argv)
     study = derive_study(args)
-    seconds, command = run_study(study, args.out, args.cores)
+    extra = shlex.split(args.snakemake_args)
+    seconds, command = run_study(study, args.out, args.cores, extra)
     effect, stopped_seconds = None, None
     if not args.skip_early_stopping:
         variant = early_stopping_study(study)
-        stopped_seconds, _ = run_study(variant, args.out / "early_stopping", args.cores)
+        stopped_seconds, _ = run_study(variant, args.out / "early_stopping", args.cores, extra)
         fixed = tables.collect(sorted((args.out / "results" / "ssl_scale" / "runs").rglob("metrics.json")))
         stopped = tables.collect(
             sorted(
