@@ -85,7 +85,12 @@ def test_study_d_runs_end_to_end_on_official_cifar10_files(tmp_path, cifar10_fol
     summary = pd.read_csv(results / "tables" / "accuracy.csv")
     assert set(zip(summary.method, summary.protocol, summary.budget.astype(str), strict=True)) == {
         (method, protocol, budget)
-        for method, protocol in (("none", "supervised"), ("rotation", "finetune"))
+        for method, protocol in (
+            ("none", "supervised"),
+            ("rotation", "finetune"),
+            ("none", "pixels_linear"),  # the preset's baselines on pixels
+            ("none", "pixels_knn"),
+        )
         for budget in ("20", "50")
     }
     split = artifacts.read_split(results / "split" / "seed1.h5")
