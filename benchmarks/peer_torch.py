@@ -126,7 +126,7 @@ def keras_init(module: nn.Module) -> None:
 
 def heads(method: str, options: dict, width: int) -> dict[str, nn.Module]:
     """The projector (and predictor) of `method` as the pipeline builds them
-    (selfsup.pretext.contrastive.mlp): Linear without bias before a BatchNorm, with one
+    (selfsup.pretext.two_view.mlp): Linear without bias before a BatchNorm, with one
     otherwise, BatchNorm eps 1e-5 and momentum 0.1 (torch's defaults)."""
     projector = options["projector"]
     if method == "simclr":  # Linear-ReLU-Linear, no BatchNorm (solo-learn's head)

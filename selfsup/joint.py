@@ -9,7 +9,7 @@ supervised), so the one-step model is compared with the supervised baseline at e
 classifier size; the decoder starts from the output of the encoder's `code_layer`.
 
 `JointModel` follows the keras.io SimCLR example's ContrastiveModel pattern, as
-selfsup.pretext.contrastive.TwoViewModel does: the subclass owns its metrics,
+selfsup.pretext.two_view.TwoViewModel does: the subclass owns its metrics,
 `train_step` and `test_step`, and is compiled with an optimizer only. Calling it (and
 so `predict` and downstream.accuracy) gives the class probabilities.
 """

@@ -11,7 +11,7 @@ import tensorflow as tf
 import yaml
 
 from selfsup import augment
-from selfsup.pretext.contrastive import TwoViewModel
+from selfsup.pretext.two_view import TwoViewModel
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "study.schema.yaml"
 

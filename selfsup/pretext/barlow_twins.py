@@ -6,7 +6,7 @@ Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction
 from __future__ import annotations
 
 from selfsup.pretext import losses
-from selfsup.pretext.contrastive import TwoViewMethod, TwoViewModel
+from selfsup.pretext.two_view import TwoViewMethod, TwoViewModel
 
 
 class BarlowTwinsModel(TwoViewModel):

@@ -5,7 +5,7 @@ study's encoder, compiles it, feeds it batches made by selfsup.data.inputs throu
 method's `transform`, and saves the encoder. The model may be a plain functional model
 compiled with a loss (rotation, the autoencoders), or a keras.Model subclass that owns
 `compile`, `train_step`, `test_step`, its metrics and its augmentation layers (the
-contrastive family, see selfsup.pretext.contrastive).
+two-view family, see selfsup.pretext.two_view).
 """
 
 from __future__ import annotations

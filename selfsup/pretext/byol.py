@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from selfsup.pretext import losses
-from selfsup.pretext.contrastive import TwoViewMethod, TwoViewModel
+from selfsup.pretext.two_view import TwoViewMethod, TwoViewModel
 
 
 def target_momentum(step, total_steps: int, base: float):

@@ -6,7 +6,7 @@ Chen et al., "A Simple Framework for Contrastive Learning of Visual Representati
 from __future__ import annotations
 
 from selfsup.pretext import losses
-from selfsup.pretext.contrastive import TwoViewMethod, TwoViewModel
+from selfsup.pretext.two_view import TwoViewMethod, TwoViewModel
 
 
 class SimCLRModel(TwoViewModel):

@@ -6,7 +6,7 @@ Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021.
 from __future__ import annotations
 
 from selfsup.pretext import losses
-from selfsup.pretext.contrastive import TwoViewMethod, TwoViewModel
+from selfsup.pretext.two_view import TwoViewMethod, TwoViewModel
 
 
 class SimSiamModel(TwoViewModel):

@@ -6,7 +6,7 @@ Bardes, Ponce & LeCun, "VICReg: Variance-Invariance-Covariance Regularization fo
 from __future__ import annotations
 
 from selfsup.pretext import losses
-from selfsup.pretext.contrastive import TwoViewMethod, TwoViewModel
+from selfsup.pretext.two_view import TwoViewMethod, TwoViewModel
 
 
 class VICRegModel(TwoViewModel):

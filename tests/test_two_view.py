@@ -196,7 +196,7 @@ def test_head_batch_norm_standardises_small_activations():
     """The heads' BatchNorm takes PyTorch's eps 1e-5 as the references do: pre-BatchNorm
     activations of variance ~1e-4 (a projector's at initialisation) come out with unit
     spread. Keras' default epsilon 1e-3 would leave them at about 0.3."""
-    from selfsup.pretext.contrastive import mlp
+    from selfsup.pretext.two_view import mlp
 
     head = mlp([64, 16], "projector")
     features = tf.constant(np.random.default_rng(0).normal(0, 1, (256, 32)), tf.float32)
@@ -219,7 +219,7 @@ def test_barlow_twins_scale_loss_scales_the_loss(tiny_encoder):
 
 
 def test_projectors_are_built_as_their_references():
-    from selfsup.pretext.contrastive import mlp
+    from selfsup.pretext.two_view import mlp
 
     def layers(name, **changes):
         method = get_method(name)
