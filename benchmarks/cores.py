@@ -48,7 +48,7 @@ def worker(intra: int, inter: int, images: int, epochs: int) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(inter)
     tf.config.experimental.enable_op_determinism()
 
-    from selfsup import downstream, training
+    from selfsup import downstream, protocols, training
     from selfsup.data.generated import make_synthetic
     from selfsup.data.inputs import batches
     from selfsup.encoders import build_encoder
@@ -104,7 +104,7 @@ def worker(intra: int, inter: int, images: int, epochs: int) -> dict:
     model = downstream.build_classifier(
         build_encoder("small_cnn", (28, 28, 1), **encoder_options),
         10,
-        downstream.classifier_protocol("supervised", pretrained=False),
+        protocols.classifier_protocol("supervised", pretrained=False),
         feature_layer=None,
         hidden=[],
         dropout=0.0,

@@ -77,7 +77,7 @@ def filter_part(args):
     from selfsup.data.sources import load_dataset
     from selfsup.encoders import build_encoder
     from selfsup.outliers import one_class_network as ocn
-    from selfsup.pipeline import rank_auroc
+    from selfsup.stages.outliers import rank_auroc
 
     fashion = load_dataset("fashion_mnist", args.fashion_dir, verify_checksums=False)
     mnist = load_dataset("mnist", args.mnist_dir, verify_checksums=False)

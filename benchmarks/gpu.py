@@ -3,7 +3,7 @@
 1. Training throughput, each setting in a fresh process (images/s from the pipeline's
    progress lines, leaving out the first epoch, which traces and compiles):
    - rotation in study B's setting (MNIST training images 0-9,999 in all four rotations,
-     rotnet_mnist, Adam 1e-3, batch 192) through `selfsup.pipeline.train_pretext`, and the
+     rotnet_mnist, Adam 1e-3, batch 192) through `selfsup.pretext_stage.train_pretext`, and the
      notebook way (plain Keras fit on float32 arrays, as benchmarks/speed.py measures it);
    - SimCLR (small_cnn filters [16, 32] dense [64], batch 256, 10,000 Fashion-MNIST
      images, the head and augmentation of benchmarks/contrastive.py, Adam 1e-3) through
@@ -329,14 +329,15 @@ def task_study(args) -> dict:
 
 
 def pipeline_rate(args) -> dict:
-    """Images/s of `selfsup.pipeline.train_pretext` on prepared files, as a pretext job
+    """Images/s of `selfsup.pretext_stage.train_pretext` on prepared files, as a pretext job
     trains (speed.py's pipeline_pretext, for any method and with the precise rate)."""
     import io
 
-    from selfsup import artifacts, pipeline
+    from selfsup import artifacts
     from selfsup.data.sources import prepare
     from selfsup.data.splits import split_dataset
     from selfsup.pretext import get_method
+    from selfsup.stages import pretext as pretext_stage
     from selfsup.study import check_schema, check_study, fill_defaults, load_schema
 
     study = task_study(args)
@@ -371,7 +372,7 @@ def pipeline_rate(args) -> dict:
         pseudo = workdir / "pseudo.h5"
         artifacts.write_pseudo_labels(pseudo, split.unlabeled[positions], labels, {})
     log = io.StringIO()
-    history = pipeline.train_pretext(
+    history = pretext_stage.train_pretext(
         data_path=data,
         split_path=split_path,
         pool_path=pool,
@@ -769,7 +770,7 @@ def write_report(args, device, throughput_rows, sharing_rows, study_a_row) -> No
             f"SimCLR: {args.images:,} Fashion-MNIST training images from 10,000, small_cnn [16, 32] / [64], "
             f"batch 256, head {HEADS['simclr']}, augmentation {AUGMENTATION}, Adam 1e-3. {args.epochs} "
             "epochs each; images/s over the epochs after the first (which traces and compiles), from the "
-            "pipeline's progress lines. `pipeline`: `selfsup.pipeline.train_pretext` in a fresh process "
+            "pipeline's progress lines. `pipeline`: `selfsup.pretext_stage.train_pretext` in a fresh process "
             "after `training.configure` (deterministic ops, memory growth), as a pretext job runs; "
             "`notebook`: Keras fit on float32 arrays with TensorFlow's defaults (jit_compile 'auto', which "
             "is XLA here; nearly all GPU memory mapped, so its peak memory says nothing). Peak memory: "

@@ -11,7 +11,7 @@ loss, optimizer, batch size, augmentations and threads:
   training images outside the pretext pool, features in inference mode.
 
 The two-view methods (SimCLR, BYOL, SimSiam, Barlow Twins, VICReg) run in the pipeline
-as a pretext job does (selfsup.pipeline.train_pretext: prepared uint8 files, the
+as a pretext job does (selfsup.pretext_stage.train_pretext: prepared uint8 files, the
 selfsup.data.inputs tf.data batches, the method's Keras model with the augmentations
 inside, selfsup.training.fit, threads and deterministic ops from
 selfsup.training.configure) and with lightly the way its examples do (benchmarks/
@@ -220,12 +220,13 @@ def ours_worker(args, method: str) -> dict:
     training.configure(args.threads, args.seed, settings["deterministic"])  # before any TF op
     import io
 
-    from selfsup import artifacts, monitor, pipeline
+    from selfsup import artifacts, encoders, monitor
+    from selfsup.stages import pretext as pretext_stage
 
     run = args.out / "runs" / f"ours_{method}_seed{args.seed}"
     run.mkdir(parents=True, exist_ok=True)
     log = io.StringIO()
-    history = pipeline.train_pretext(
+    history = pretext_stage.train_pretext(
         data_path=args.out / "fashion_mnist.h5",
         split_path=folder / "split.h5",
         pool_path=folder / "pool.h5",
@@ -250,7 +251,7 @@ def ours_worker(args, method: str) -> dict:
         images = len(artifacts.read_pseudo_labels(folder / "pseudo_rotation.h5")[1])
     else:  # full batches only
         images = args.images // args.batch_size * args.batch_size
-    encoder, _ = artifacts.read_encoder(run / "encoder.h5")
+    encoder, _ = encoders.read_encoder(run / "encoder.h5")
     knn = np.load(folder / "knn_images.npy").astype(np.float32) / 255.0  # normalization: none
     np.save(run / "features.npy", monitor.encoder_features(encoder, knn))
     return {

@@ -5,7 +5,7 @@ images:
 1. study B's rotation pretext (MNIST training images 0-9,999 in all four rotations,
    rotnet_mnist, Adam, batch 192): images/s of plain Keras `fit` on float32 NumPy
    arrays (every rotation copy materialized, as the notebook does) against
-   `selfsup.pipeline.train_pretext` on the prepared uint8 files;
+   `selfsup.pretext_stage.train_pretext` on the prepared uint8 files;
 2. the same for study A's wide network (rotnet_fashion_mnist, SGD 0.01, batch 512,
    one random rotation per image) on a slice of the Fashion-MNIST unlabeled pool;
 3. study B end to end with one seed: Snakemake's wall time for the whole study
@@ -89,10 +89,11 @@ def pipeline_pretext(workdir: Path, study: dict, epochs: int) -> dict:
 
     from snakemake.utils import validate
 
-    from selfsup import artifacts, pipeline
+    from selfsup import artifacts
     from selfsup.data.sources import prepare
     from selfsup.data.splits import split_dataset
     from selfsup.pretext import get_method
+    from selfsup.stages import pretext as pretext_stage
     from selfsup.study import check_study
 
     validate(study, str(ROOT / "schemas" / "study.schema.yaml"))  # fills in the schema's defaults
@@ -117,7 +118,7 @@ def pipeline_pretext(workdir: Path, study: dict, epochs: int) -> dict:
     pseudo = workdir / "pseudo.h5"
     artifacts.write_pseudo_labels(pseudo, split.unlabeled[positions], labels, {})
     log = io.StringIO()
-    history = pipeline.train_pretext(
+    history = pretext_stage.train_pretext(
         data_path=data,
         split_path=split_path,
         pool_path=pool,

@@ -1,12 +1,13 @@
-import hashlib
 import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from selfsup import fingerprints, pretext, protocols
 from selfsup.data import sources
 from selfsup.jobs import digest
 from selfsup.study import (
+    POOLS as POOL_MAKERS,
     StudyError,
     check_schema,
     checked_study,
@@ -25,14 +26,9 @@ try:
     fill_defaults(config, SCHEMA)
     # Cached by the study's and the library's hash: cluster jobs and re-runs parse the
     # workflow again without importing TensorFlow or building models.
-    STUDY, FACTS = checked_study(config, cache_dir=".snakemake/selfsup")
+    STUDY = checked_study(config, cache_dir=".snakemake/selfsup")
 except StudyError as error:
     raise WorkflowError(f"Invalid study file: {error}") from None
-# selfsup.downstream and selfsup.pretext import Keras; the rules below need only these
-# facts of them, which come with the cached check.
-protocols = FACTS  # CLASSIFIER_PATTERN, POOL_PROTOCOLS, uses_pretext()
-get_method = FACTS.get_method  # .code_files()
-has_pseudo_labels = FACTS.has_pseudo_labels
 
 RESULTS = f"results/{STUDY['study']}"
 DATASET = STUDY["dataset"]["name"]
@@ -41,7 +37,7 @@ PROTOCOLS = STUDY["downstream"]["protocols"]
 POOLS = STUDY["pools"]
 BASELINE_METHOD = "none"  # the method name of runs that use no pretext encoder
 NO_POOL = "none"  # the pool name of runs that read no unlabeled images
-LIBRARY = Path(workflow.basedir) / "selfsup"
+SCRIPTS = Path(workflow.basedir) / "scripts"
 
 
 wildcard_constraints:
@@ -60,12 +56,17 @@ def fill(pattern, wildcards):
     return expand(pattern, **dict(wildcards.items()))[0]
 
 
-def code_fingerprint(*modules):
-    """Hash of the library files a job runs, passed as a param so that editing them re-runs it."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update((LIBRARY / module).read_bytes())
-    return digest.hexdigest()[:16]
+def job_code(rule_name, registry_module=None):
+    """A params function: the fingerprint of the library code that the rule's script
+    imports (selfsup.fingerprints) and, where the job runs a registry entry the study
+    chooses, `registry_module(wildcards)`: editing any of it re-runs the job."""
+
+    def code(wildcards):
+        script = SCRIPTS / Path(workflow.get_rule(rule_name).script).name
+        extra = [registry_module(wildcards)] if registry_module else []
+        return fingerprints.fingerprint(script, *extra)
+
+    return code
 
 
 # --- data ---------------------------------------------------------------------
@@ -142,38 +143,7 @@ def split_settings(wildcards):
     }
 
 
-DATA_CODE = [
-    "data/sources.py",
-    "data/formats.py",
-    "data/archives.py",
-    "data/idx.py",
-    "data/generated.py",
-    "data/dataset.py",
-    "artifacts.py",
-]
-# What every training job runs besides its method or protocol.
-TRAINING_CODE = [
-    "pipeline.py",
-    "encoders.py",
-    "training.py",
-    "optimizers.py",
-    "schedules.py",
-    "augment.py",
-    "monitor.py",
-    "probes.py",
-    "artifacts.py",
-    "data/inputs.py",
-    "data/normalization.py",
-    "data/splits.py",
-]
-
-
 # --- pretext ------------------------------------------------------------------
-
-
-def method_modules(name):
-    """The method's own file and the shared library files it declares it runs."""
-    return get_method(PRETEXT[name]["method"]).code_files()
 
 
 def pretext_settings(wildcards):
@@ -187,9 +157,8 @@ def pseudo_label_settings(wildcards):
 
 
 def pool_file(pool, seed):
-    """The one place that says which rule makes each pool."""
-    made_by = {"all": "split", "inliers": "outliers"}[pool]
-    return expand(getattr(rules, made_by).output.pool, seed=seed)[0]
+    """The pool file of the rule that makes it (selfsup.study.POOLS)."""
+    return expand(getattr(rules, POOL_MAKERS[pool]).output.pool, seed=seed)[0]
 
 
 def pool_input(wildcards):
@@ -206,7 +175,7 @@ def stage_inputs(wildcards):
 
 def pretext_inputs(wildcards):
     inputs = {**stage_inputs(wildcards), "pool": pool_input(wildcards)}
-    if has_pseudo_labels(PRETEXT[wildcards.method]["method"]):
+    if pretext.has_pseudo_labels(PRETEXT[wildcards.method]["method"]):
         inputs["pseudo"] = fill(rules.pseudo_labels.output[0], wildcards)
     return inputs
 
@@ -215,12 +184,9 @@ def encoder_file(wildcards):
     return fill(rules.pretext.output.encoder, wildcards)
 
 
-def pretext_code(wildcards):
-    return code_fingerprint(*method_modules(wildcards.method), *TRAINING_CODE)
-
-
-def pseudo_label_code(wildcards):
-    return code_fingerprint(*method_modules(wildcards.method), "artifacts.py")
+def method_module(wildcards):
+    """The module of the pretext run's method, which its jobs run."""
+    return pretext.method_module(PRETEXT[wildcards.method]["method"])
 
 
 # --- downstream ---------------------------------------------------------------
@@ -285,39 +251,11 @@ def self_training_settings(wildcards):
     return classifier_settings(wildcards, "self_training")
 
 
-# What each pool protocol runs besides the classifier code.
-POOL_PROTOCOL_CODE = {
-    "self_training": [],
-    "joint": ["joint.py", "pretext/reconstruction.py"],
-}
-
-
-def downstream_code(wildcards, protocol=None):
-    protocol = protocol or wildcards.protocol
-    return code_fingerprint(
-        "downstream.py", *POOL_PROTOCOL_CODE.get(protocol, []), *TRAINING_CODE
-    )
-
-
-def joint_code(wildcards):
-    return downstream_code(wildcards, "joint")
-
-
-def self_training_code(wildcards):
-    return downstream_code(wildcards, "self_training")
-
-
 # --- outliers and self-training ------------------------------------------------
 
 
 def outlier_settings(wildcards):
     return STUDY["outliers"]
-
-
-def outlier_code(wildcards):
-    # A scorer lives in the module of its name (selfsup/outliers/<method>.py).
-    method = STUDY["outliers"]["method"]
-    return code_fingerprint("outliers/base.py", f"outliers/{method}.py", *TRAINING_CODE)
 
 
 def earlier_rounds(wildcards):
@@ -341,12 +279,6 @@ def self_training_inputs(wildcards):
 
 
 # --- report -------------------------------------------------------------------
-
-
-def report_code(wildcards):
-    return code_fingerprint(
-        "report/tables.py", "report/comparisons.py", "report/figures.py"
-    )
 
 
 def example_runs():

@@ -47,7 +47,7 @@ rule prepare:
         "../envs/selfsup.yaml"
     params:
         source=dataset_source,
-        code=code_fingerprint(*DATA_CODE),
+        code=job_code("prepare"),
     script:
         "../scripts/prepare.py"
 
@@ -66,11 +66,6 @@ rule split:
     params:
         split=split_settings,
         study=STUDY["study"],
-        code=code_fingerprint(
-            "data/splits.py",
-            "data/normalization.py",
-            "data/dataset.py",
-            "artifacts.py",
-        ),
+        code=job_code("split"),
     script:
         "../scripts/split.py"

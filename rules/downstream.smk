@@ -21,6 +21,6 @@ rule downstream:
         settings=classifier_settings,
         encoder=STUDY["encoder"],
         study=STUDY["study"],
-        code=downstream_code,
+        code=job_code("downstream"),
     script:
         "../scripts/downstream.py"

@@ -22,6 +22,6 @@ rule pretext:
         settings=pretext_settings,
         encoder=STUDY["encoder"],
         study=STUDY["study"],
-        code=pretext_code,
+        code=job_code("pretext", method_module),
     script:
         "../scripts/pretext.py"

@@ -10,6 +10,6 @@ rule pseudo_labels:
     params:
         method=pseudo_label_settings,
         study=STUDY["study"],
-        code=pseudo_label_code,
+        code=job_code("pseudo_labels", method_module),
     script:
         "../scripts/pseudo_labels.py"

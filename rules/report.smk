@@ -16,7 +16,7 @@ rule accuracy_table:
     conda:
         "../envs/selfsup.yaml"
     params:
-        code=report_code,
+        code=job_code("accuracy_table"),
         study=STUDY["study"],
         description=STUDY["description"],
     script:
@@ -40,7 +40,7 @@ rule accuracy_figure:
         "../envs/selfsup.yaml"
     params:
         title=STUDY["study"],
-        code=report_code,
+        code=job_code("accuracy_figure"),
     script:
         "../scripts/accuracy_figure.py"
 
@@ -60,7 +60,7 @@ rule class_probabilities:
     conda:
         "../envs/selfsup.yaml"
     params:
-        code=report_code,
+        code=job_code("class_probabilities"),
     script:
         "../scripts/class_probabilities.py"
 
@@ -80,7 +80,7 @@ rule pretext_examples:
         "../envs/selfsup.yaml"
     params:
         title=pretext_examples_title,
-        code=report_code,
+        code=job_code("pretext_examples"),
     script:
         "../scripts/pretext_examples.py"
 
@@ -111,6 +111,6 @@ rule knn_figure:
             for seed in STUDY["seeds"]
         ],
         title=STUDY["study"],
-        code=report_code,
+        code=job_code("knn_figure"),
     script:
         "../scripts/knn_figure.py"

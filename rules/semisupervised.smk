@@ -26,7 +26,7 @@ rule outliers:
         settings=outlier_settings,
         encoder=STUDY["encoder"],
         study=STUDY["study"],
-        code=outlier_code,
+        code=job_code("outliers"),
     script:
         "../scripts/outliers.py"
 
@@ -47,7 +47,7 @@ rule outlier_figure:
         "../envs/selfsup.yaml"
     params:
         title=f"{STUDY['study']}, seed {STUDY['seeds'][0]}",
-        code=report_code,
+        code=job_code("outlier_figure"),
     script:
         "../scripts/outlier_figure.py"
 
@@ -76,7 +76,7 @@ rule self_training_round:
         threshold=STUDY["self_training"]["threshold"],
         encoder=STUDY["encoder"],
         study=STUDY["study"],
-        code=self_training_code,
+        code=job_code("self_training_round"),
     script:
         "../scripts/self_training.py"
 
@@ -105,7 +105,7 @@ rule self_training:
         threshold=None,
         encoder=STUDY["encoder"],
         study=STUDY["study"],
-        code=self_training_code,
+        code=job_code("self_training"),
     script:
         "../scripts/self_training.py"
 
@@ -134,7 +134,7 @@ rule joint:
         settings=joint_settings,
         encoder=STUDY["encoder"],
         study=STUDY["study"],
-        code=joint_code,
+        code=job_code("joint"),
     script:
         "../scripts/joint.py"
 
@@ -154,6 +154,6 @@ rule self_training_figure:
         "../envs/selfsup.yaml"
     params:
         title=STUDY["study"],
-        code=report_code,
+        code=job_code("self_training_figure"),
     script:
         "../scripts/self_training_figure.py"

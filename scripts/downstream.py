@@ -7,7 +7,7 @@ from pathlib import Path
 
 from selfsup import training
 from selfsup.jobs import resume_dir, write_json
-from selfsup.pipeline import train_downstream
+from selfsup.stages.downstream import train_downstream
 
 seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings

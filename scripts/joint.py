@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from selfsup import artifacts, training
+from selfsup.data.dataset import NO_LABEL
 from selfsup.jobs import resume_dir, write_json
-from selfsup.pipeline import UNLABELED, ExtraExamples, train_downstream
+from selfsup.stages.downstream import ExtraExamples, train_downstream
 
 seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings
@@ -24,7 +25,7 @@ metrics, history, _ = train_downstream(
     settings=settings,
     budget=snakemake.wildcards.budget,
     seed=seed,
-    extra=ExtraExamples(part, pool, labels=np.full(len(pool), UNLABELED)),
+    extra=ExtraExamples(part, pool, labels=np.full(len(pool), NO_LABEL)),
     resume_dir=resume_dir(metrics_path.parent, list(snakemake.params), snakemake.input),
 )
 metrics.update(

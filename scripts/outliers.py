@@ -7,7 +7,7 @@ from pathlib import Path
 
 from selfsup import training
 from selfsup.jobs import resume_dir
-from selfsup.pipeline import filter_outliers
+from selfsup.stages.outliers import filter_outliers
 
 seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings

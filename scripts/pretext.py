@@ -7,7 +7,7 @@ from pathlib import Path
 
 from selfsup import training
 from selfsup.jobs import resume_dir
-from selfsup.pipeline import train_pretext
+from selfsup.stages.pretext import train_pretext
 
 seed = int(snakemake.wildcards.seed)
 settings = snakemake.params.settings

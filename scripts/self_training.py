@@ -7,7 +7,7 @@ from pathlib import Path
 
 from selfsup import artifacts, training
 from selfsup.jobs import resume_dir, write_json
-from selfsup.pipeline import self_training_round
+from selfsup.stages.self_training import self_training_round
 
 # One script for both rules: a round (threshold given) trains a teacher and writes the
 # pseudo-labels it accepts; the student (no threshold) is the run whose metrics count.

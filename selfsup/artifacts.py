@@ -24,51 +24,27 @@ import h5py
 import numpy as np
 
 from selfsup import __version__
-from selfsup.data.dataset import FOREIGN_LABEL, Dataset, Foreign
+from selfsup.data.dataset import NO_LABEL, Dataset, Foreign
 from selfsup.data.normalization import Normalization
 from selfsup.data.splits import Split
 
 CHECKSUM_ATTR = "checksum"
 KIND_ATTR = "artifact"
-# The rule (rules/*.smk) that makes each kind of artifact, for the advice a corrupt file
-# gets. The library never imports Snakemake, so the names are written here; a file too
-# damaged to show its attributes is still named by the kind its reader expects.
-MADE_BY = {
-    "dataset": "prepare",
-    "split": "split",
-    "pool": "split",  # pool all; pool inliers is made by outliers (see _rules)
-    "pseudo_labels": "pseudo_labels",
-    "examples": "pretext",
-    "encoder": "pretext",
-    "outliers": "outliers",
-    "teacher_labels": "self_training_round",
-}
-_POOL_RULES = {"all": "split", "inliers": "outliers"}
 
 
 class CorruptArtifact(ValueError):
     """An artifact that HDF5 cannot read or whose content no longer matches its checksum."""
 
 
-def _rules(kind: str | None, attrs: dict | None = None) -> dict[str, str]:
-    """{rule: note} of the rules that may have made the file (one when its attributes say)."""
-    kind = (attrs or {}).get(KIND_ATTR, kind)
-    if kind == "pool":
-        pool = (attrs or {}).get("pool")
-        if pool in _POOL_RULES:
-            return {_POOL_RULES[pool]: ""}
-        return {rule: f" (pool {pool})" for pool, rule in _POOL_RULES.items()}
-    return {MADE_BY[kind]: ""} if kind in MADE_BY else {}
-
-
 def _corrupt(path, kind: str | None, problem: str, attrs: dict | None = None) -> CorruptArtifact:
-    rules = _rules(kind, attrs)
+    # Snakemake's --forcerun takes the file itself: the library need not know which rule
+    # makes it (it never imports Snakemake, and rule names are the workflow's business).
+    kind = (attrs or {}).get(KIND_ATTR, kind)
     what = f"the {kind.replace('_', ' ')} " if kind else ""
-    made = " or ".join(f"rule {rule}{note}" for rule, note in rules.items()) or "a rule of the workflow"
-    force = " or ".join(f"--forcerun {rule}" for rule in rules) or "--forcerun <that rule>"
     return CorruptArtifact(
         f"{what}file {path} is corrupt: {problem}.\n"
-        f"It is made by {made}: delete the file and run again, or run snakemake with {force}"
+        f"It is made by the workflow: delete the file and run again, or run snakemake with "
+        f"--forcerun {path}"
     )
 
 
@@ -289,7 +265,7 @@ def write_dataset(path, dataset: Dataset, meta: dict[str, Any], foreign: Foreign
                 f"dataset's {tuple(dataset.x_train.shape[1:])}"
             )
         parts["train"].append(foreign.images)
-        y_train = np.concatenate([y_train, np.full(len(foreign.images), FOREIGN_LABEL, np.int64)])
+        y_train = np.concatenate([y_train, np.full(len(foreign.images), NO_LABEL, np.int64)])
     with _atomic_h5(path, "dataset") as h5:
         for part, pieces in parts.items():
             shape = (sum(len(images) for images in pieces), *pieces[0].shape[1:])
@@ -501,22 +477,14 @@ def write_encoder(path, encoder, spec: dict[str, Any], meta: dict[str, Any]) -> 
         _set_attrs(h5, {**meta, "encoder": spec})
 
 
-def read_encoder(path):
-    """Rebuild the encoder saved at `path` and load its weights; returns (model, spec)."""
-    from selfsup.encoders import build_encoder
-
+def read_encoder_weights(path) -> tuple[dict, list[np.ndarray]]:
+    """(spec, weight arrays in saving order) of the encoder saved at `path`
+    (selfsup.encoders.read_encoder rebuilds the model)."""
     with _open(path, "encoder") as h5:
         spec = json.loads(h5.attrs["encoder"])
         group = h5["weights"]
         values = [group[key][()] for key in sorted(group)]
-    encoder = build_encoder(spec["name"], tuple(spec["input_shape"]), **spec.get("options", {}))
-    if len(values) != len(encoder.weights):
-        raise ValueError(
-            f"{path} holds {len(values)} weight arrays but encoder {spec['name']!r} "
-            f"has {len(encoder.weights)}; the file does not match its architecture"
-        )
-    encoder.set_weights(values)
-    return encoder, spec
+    return spec, values
 
 
 # --- pools ----------------------------------------------------------------------------

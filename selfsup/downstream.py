@@ -12,7 +12,7 @@ Protocols that evaluate frozen features (selfsup.probes; nothing is trained by g
   or a weighted kNN classifier;
 - random_linear, random_knn: the same on a freshly initialized encoder's features;
 - pixels_linear, pixels_knn: the same on the (scaled, normalized) pixels: no encoder.
-Two protocols also train on a pool of unlabeled images (selfsup.pipeline):
+Two protocols also train on a pool of unlabeled images (selfsup.stages):
 - self_training: rounds of teacher pseudo-labels, weighted by their certainty, then a
   student on labels plus pseudo-labels (from scratch, or fine-tuning a pretext encoder);
 - joint: one model with a class and a reconstruction output (selfsup.joint), the class
@@ -23,49 +23,12 @@ number of parameters by construction.
 
 from __future__ import annotations
 
-import re
-
 import keras
 import numpy as np
 
 from selfsup.encoders import conv_layers, weighted_layers
 from selfsup.probes import FEATURE_PROTOCOLS
-
-FIXED_PROTOCOLS = ("supervised", "random", "frozen", "finetune")
-CLASSIFIER_PATTERN = (
-    rf"({'|'.join((*FIXED_PROTOCOLS, *FEATURE_PROTOCOLS))}|freeze_[1-9][0-9]*|partial_[1-9][0-9]*)"
-)
-POOL_PROTOCOLS = ("self_training", "joint")  # protocols that also train on a pool's images
-PROTOCOL_PATTERN = rf"^({CLASSIFIER_PATTERN[1:-1]}|{'|'.join(POOL_PROTOCOLS)})$"
-# Protocols that use no pretext encoder: a freshly initialized one, or the pixels.
-BASELINES = ("supervised", "random", "random_linear", "random_knn", "pixels_linear", "pixels_knn")
-
-
-def parse_protocol(protocol: str) -> tuple[str, int]:
-    """("freeze", 3) for "freeze_3"; (protocol, 0) for the fixed ones."""
-    if not re.match(PROTOCOL_PATTERN, protocol):
-        raise ValueError(
-            f"unknown protocol {protocol!r}; choose "
-            f"{', '.join((*FIXED_PROTOCOLS, *FEATURE_PROTOCOLS, *POOL_PROTOCOLS))}, "
-            "freeze_<k> or partial_<k>"
-        )
-    if protocol in POOL_PROTOCOLS or protocol in FEATURE_PROTOCOLS:
-        return protocol, 0
-    kind, _, k = protocol.partition("_")
-    return kind, int(k or 0)
-
-
-def uses_pretext(protocol: str) -> bool:
-    """Whether the protocol starts from a pretext encoder (self_training can do both)."""
-    return parse_protocol(protocol)[0] not in (*BASELINES, *POOL_PROTOCOLS)
-
-
-def classifier_protocol(protocol: str, pretrained: bool) -> str:
-    """The freezing protocol of the classifier a protocol trains: pool protocols train
-    every layer, from scratch or from a pretext encoder."""
-    if protocol in POOL_PROTOCOLS:
-        return "finetune" if pretrained else "supervised"
-    return protocol
+from selfsup.protocols import POOL_PROTOCOLS, parse_protocol
 
 
 def truncate(encoder: keras.Model, feature_layer: str | None) -> keras.Model:
@@ -134,15 +97,6 @@ def count_params(model: keras.Model) -> dict[str, int]:
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(sum(np.prod(w.shape) for w in model.weights))
     return {"params": total, "trainable_params": trainable}
-
-
-def validation_cut(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random (train, validation) positions of n examples; Keras' own split takes the tail."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction))
-    if fraction and (n_val == 0 or n_val == n):
-        raise ValueError(f"validation_split {fraction} leaves an empty set out of {n} examples")
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def accuracy(model: keras.Model, data, y: np.ndarray) -> float:

@@ -16,6 +16,8 @@ import math
 import keras
 from keras import layers
 
+from selfsup import artifacts
+
 
 def _conv_stack(x, blocks, padding="same"):
     """Apply `blocks`: (filters, kernel, stride) tuples for ReLU convs of `padding`, "pool" for
@@ -219,3 +221,17 @@ def conv_layers(model: keras.Model) -> list:
 
 def weighted_layers(model: keras.Model) -> list:
     return [layer for layer in model.layers if layer.weights]
+
+
+def read_encoder(path):
+    """Rebuild the encoder saved at `path` (selfsup.artifacts.write_encoder) and load its
+    weights; returns (model, spec)."""
+    spec, values = artifacts.read_encoder_weights(path)
+    encoder = build_encoder(spec["name"], tuple(spec["input_shape"]), **spec.get("options", {}))
+    if len(values) != len(encoder.weights):
+        raise ValueError(
+            f"{path} holds {len(values)} weight arrays but encoder {spec['name']!r} "
+            f"has {len(encoder.weights)}; the file does not match its architecture"
+        )
+    encoder.set_weights(values)
+    return encoder, spec

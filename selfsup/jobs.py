@@ -9,6 +9,11 @@ import shutil
 import sys
 from pathlib import Path
 
+# Where a training job's TensorBoard event files go: start_training_job sets
+# it to the job's log path with the suffix .tensorboard; each `fit` of the job (selfsup.training) is one run
+# in it (fit1, fit2, ...: a self-training job fits several models). Unset: none written.
+TENSORBOARD_VARIABLE = "SELFSUP_TENSORBOARD_DIR"
+
 
 def log_to(path: str | os.PathLike) -> None:
     """Send this process's stdout and stderr, native libraries' included, to `path`."""
@@ -23,7 +28,6 @@ def start_training_job(log_path: str | os.PathLike) -> None:
     log, its TensorBoard event files next to it (`<log>.tensorboard/`, selfsup.training),
     then a GPU slot (selfsup.devices; nothing on a machine without GPUs)."""
     from selfsup.devices import claim_gpu_slot
-    from selfsup.training import TENSORBOARD_VARIABLE
 
     log_to(log_path)
     os.environ[TENSORBOARD_VARIABLE] = str(Path(log_path).with_suffix(".tensorboard"))

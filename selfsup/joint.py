@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from selfsup import downstream
+from selfsup.data.dataset import NO_LABEL
 from selfsup.pretext import reconstruction
 
 OPTIONS = {
@@ -45,8 +46,6 @@ OPTIONS = {
     "loss": "binary_crossentropy",
 }
 
-# Label of an image without a class.
-UNLABELED = -1
 CLASS_LOSS_REDUCTIONS = ("batch", "labeled")
 
 
@@ -168,9 +167,9 @@ class JointModel(keras.Model):
         probabilities = tf.cast(probabilities, tf.float32)
         rebuilt = tf.cast(rebuilt, tf.float32)
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-        labeled = tf.cast(labels != UNLABELED, tf.float32)
+        labeled = tf.cast(labels != NO_LABEL, tf.float32)
         # Unlabeled rows get class 0 so the cross-entropy is defined; their weight is 0.
-        labels = tf.where(labels == UNLABELED, 0, labels)
+        labels = tf.where(labels == NO_LABEL, 0, labels)
         per_image = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
         count = labeled if self.class_loss_reduction == "labeled" else tf.ones_like(labeled)
         class_loss = tf.reduce_sum(per_image * labeled) / tf.maximum(tf.reduce_sum(count), 1.0)
@@ -214,6 +213,6 @@ def _images_and_labels(data):
     if labels is None or weights is not None:
         raise ValueError(
             f"JointModel trains on (images, labels) batches without sample weights, with label "
-            f"{UNLABELED} for unlabeled images"
+            f"{NO_LABEL} for unlabeled images"
         )
     return images, labels

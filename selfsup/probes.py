@@ -16,7 +16,7 @@ the scaler is fitted on the whole budget, so the folds share its mean and scale)
 L2-normalized features, the k most similar labeled images vote for their class with
 weight exp(similarity / T). The budget's images are the memory bank.
 
-No Keras here: features come in as arrays (selfsup.pipeline extracts them).
+No Keras here: features come in as arrays (selfsup.stages.downstream extracts them).
 """
 
 from __future__ import annotations

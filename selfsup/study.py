@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from selfsup import augment, probes, schedules, training
+from selfsup import protocols as protocols_module
 from selfsup.data import sources
 from selfsup.data.dataset import DataError, foreign_count
 from selfsup.data.splits import OWN_UNLABELED, fraction_split
@@ -593,7 +594,7 @@ def check_study(config: dict) -> dict:
 
     settings = study["downstream"]
     protocols = settings["protocols"]
-    needs_pretext = [p for p in protocols if downstream.uses_pretext(p)]
+    needs_pretext = [p for p in protocols if protocols_module.uses_pretext(p)]
     if needs_pretext and not study["pretext"]:
         raise StudyError(
             f"downstream.protocols: {needs_pretext} need a pretext method; add one under pretext"
@@ -602,32 +603,35 @@ def check_study(config: dict) -> dict:
         features = downstream.truncate(model, settings.get("feature_layer"))
         for protocol in protocols:
             if protocol not in probes.FEATURE_PROTOCOLS:
-                downstream.apply_protocol(features, downstream.classifier_protocol(protocol, pretrained=True))
+                downstream.apply_protocol(
+                    features, protocols_module.classifier_protocol(protocol, pretrained=True)
+                )
     except ValueError as err:
         raise StudyError(f"downstream: {_one_line(err)}") from None
     return study
 
 
 # Pool name -> what makes it; every stage that reads unlabeled images reads one of them.
-POOLS = {"all": "the split (every unlabeled image)", "inliers": "the outlier filter (outliers)"}
+# Each pool a study may name, and the workflow rule that makes it (the one place that says so).
+POOLS = {"all": "split", "inliers": "outliers"}
 
 
 def check_pools(study: dict, image_shape) -> None:
     """Pool names, the outlier filter's settings, self-training's and the joint model's."""
-    from selfsup import downstream, encoders, joint, outliers
+    from selfsup import encoders, joint, outliers
 
     for pool in study["pools"]:
         if pool not in POOLS:
             raise StudyError(
                 f"pools: no stage produces a pool named {pool!r}; allowed: "
-                + ", ".join(f"{name} (made by {maker})" for name, maker in POOLS.items())
+                + ", ".join(f"{name} (made by rule {rule})" for name, rule in POOLS.items())
             )
     protocols = study["downstream"]["protocols"]
-    readers = [p for p in protocols if p in downstream.POOL_PROTOCOLS]
+    readers = [p for p in protocols if p in protocols_module.POOL_PROTOCOLS]
     if study["pools"] != ["all"] and not (study["pretext"] or readers):
         raise StudyError(
             f"pools: {study['pools']} but nothing reads a pool; add a pretext method or the "
-            f"protocols {' or '.join(downstream.POOL_PROTOCOLS)}, or remove pools"
+            f"protocols {' or '.join(protocols_module.POOL_PROTOCOLS)}, or remove pools"
         )
 
     entry = study["outliers"]
@@ -695,69 +699,8 @@ def library_digest() -> str:
     return digest.hexdigest()
 
 
-class WorkflowFacts:
-    """What the rules need from selfsup.downstream and selfsup.pretext (which import
-    Keras), computed by the full check and cached with it, under the same names:
-    CLASSIFIER_PATTERN, POOL_PROTOCOLS, uses_pretext(protocol), get_method(name).code_files(),
-    has_pseudo_labels(name)."""
-
-    def __init__(self, facts: dict):
-        self.facts = facts
-        self.CLASSIFIER_PATTERN = facts["classifier_pattern"]
-        self.POOL_PROTOCOLS = tuple(facts["pool_protocols"])
-
-    @classmethod
-    def of(cls, study: dict) -> WorkflowFacts:
-        from selfsup import downstream, pretext
-
-        methods = {entry["method"] for entry in study["pretext"].values()}
-        return cls(
-            {
-                "classifier_pattern": downstream.CLASSIFIER_PATTERN,
-                "pool_protocols": list(downstream.POOL_PROTOCOLS),
-                # Every protocol a rule of this study can ask about: its own, and the fixed ones.
-                "uses_pretext": {
-                    p: downstream.uses_pretext(p)
-                    for p in [
-                        *study["downstream"]["protocols"],
-                        *downstream.BASELINES,
-                        *downstream.POOL_PROTOCOLS,
-                    ]
-                },
-                "methods": {
-                    name: {
-                        "code_files": pretext.get_method(name).code_files(),
-                        "pseudo_labels": pretext.has_pseudo_labels(name),
-                    }
-                    for name in sorted(methods)
-                },
-            }
-        )
-
-    def uses_pretext(self, protocol: str) -> bool:
-        try:
-            return self.facts["uses_pretext"][protocol]
-        except KeyError:
-            raise StudyError(
-                f"protocol {protocol!r} is not in downstream.protocols {list(self.facts['uses_pretext'])}"
-            ) from None
-
-    def _method(self, name: str) -> dict:
-        try:
-            return self.facts["methods"][name]
-        except KeyError:
-            raise StudyError(f"pretext method {name!r} is not in the study") from None
-
-    def get_method(self, name: str):
-        files = list(self._method(name)["code_files"])
-        return type("MethodFacts", (), {"code_files": staticmethod(lambda: list(files))})()
-
-    def has_pseudo_labels(self, name: str) -> bool:
-        return self._method(name)["pseudo_labels"]
-
-
-def checked_study(config: dict, cache_dir: str | os.PathLike | None = None) -> tuple[dict, WorkflowFacts]:
-    """check_study(config) and the workflow's facts, read from `cache_dir` when the same
+def checked_study(config: dict, cache_dir: str | os.PathLike | None = None) -> dict:
+    """check_study(config), read from `cache_dir` when the same
     study (after schema defaults) was checked by the same library code before: every
     cluster job and every re-run parses the workflow again, and the full check builds
     Keras models. A failing study is never cached, so its error shows on every parse."""
@@ -769,19 +712,18 @@ def checked_study(config: dict, cache_dir: str | os.PathLike | None = None) -> t
     if path is not None and path.exists():
         try:
             cached = json.loads(path.read_text())
-            return cached["study"], WorkflowFacts(cached["facts"])
+            return cached["study"]
         except (ValueError, KeyError):
             pass  # a damaged cache entry: check again and rewrite it
     # JSON round trip: the study's values are the same whether cached or not (lists, not
     # tuples), so the params Snakemake records never flip between parses.
     study = json.loads(json.dumps(check_study(config)))
-    facts = WorkflowFacts.of(study)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps({"study": study, "facts": facts.facts}))
+        partial.write_text(json.dumps({"study": study}))
         os.replace(partial, path)  # atomic: concurrent parses never read half a file
-    return study, facts
+    return study
 
 
 def main(argv: list[str] | None = None) -> int:

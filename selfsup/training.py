@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from selfsup.jobs import TENSORBOARD_VARIABLE
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
@@ -329,10 +331,6 @@ def _callbacks():
     return NanGuard, RateLog, ProgressLine, EpochClock, EpochScalars
 
 
-# Where a training job's TensorBoard event files go: selfsup.jobs.start_training_job sets
-# it to the job's log path with the suffix .tensorboard; each `fit` of the job is one run
-# in it (fit1, fit2, ...: a self-training job fits several models). Unset: none written.
-TENSORBOARD_VARIABLE = "SELFSUP_TENSORBOARD_DIR"
 _fits_in_this_process = 0
 
 

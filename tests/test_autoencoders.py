@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 
-from selfsup import artifacts, downstream  # noqa: E402
+from selfsup import artifacts, downstream, encoders  # noqa: E402
 from selfsup.data.inputs import batches  # noqa: E402
 from selfsup.encoders import build_encoder  # noqa: E402
 from selfsup.pretext import get_method, reconstruction  # noqa: E402
@@ -532,7 +532,7 @@ def test_method_trains_one_step_and_its_encoder_transfers(run, method_name, opti
     path = tmp_path / "encoder.h5"
     spec = {"name": ENCODER["name"], "input_shape": [16, 16, 1], "options": ENCODER["options"]}
     artifacts.write_encoder(path, encoder, spec, {"method": method_name, "pretext": run})
-    loaded, _ = artifacts.read_encoder(path)
+    loaded, _ = encoders.read_encoder(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), encoder.predict(x, verbose=0), rtol=1e-6)
     classifier = downstream.build_classifier(loaded, 4, "frozen")
     assert classifier.predict(x, verbose=0).shape == (8, 4)

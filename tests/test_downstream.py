@@ -6,17 +6,16 @@ import keras
 import numpy as np
 import pytest
 
+from selfsup.data.splits import validation_cut
 from selfsup.downstream import (
     accuracy,
     apply_protocol,
     build_classifier,
     count_params,
-    parse_protocol,
     truncate,
-    uses_pretext,
-    validation_cut,
 )
 from selfsup.encoders import build_encoder
+from selfsup.protocols import parse_protocol, uses_pretext
 
 # small_cnn with filters [4, 8] and dense [16] on 16x16x1 images:
 # conv1 1->4 (40), conv2 4->4 (148), conv3 4->8 (296), conv4 8->8 (584), dense1 128->16 (2064).

@@ -9,9 +9,10 @@ import pytest
 
 from selfsup import artifacts, augment
 from selfsup.data.dataset import Dataset
-from selfsup.data.inputs import batches, load_pool
+from selfsup.data.inputs import batches
 from selfsup.data.normalization import compute
 from selfsup.pretext import get_method
+from selfsup.stages.common import load_pool
 
 rotation = get_method("rotation")
 

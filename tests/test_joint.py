@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from selfsup import downstream, joint
+from selfsup.data.dataset import NO_LABEL
 from selfsup.encoders import build_encoder
 
 # Network 1 written literally from the protocol text has 148,740 parameters
@@ -100,7 +101,7 @@ def test_the_default_class_loss_is_keras_sample_weight_reduction():
 def test_an_unlabeled_batch_trains_the_autoencoder_only():
     model = compiled(tiny_joint())
     x, _ = tiny_data(8)
-    y = np.full(8, joint.UNLABELED)
+    y = np.full(8, NO_LABEL)
     logs = evaluate(model, x, y)
     assert logs["class_loss"] == 0.0 and logs["accuracy"] == 0.0
     assert np.isfinite(logs["loss"]) and logs["loss"] == pytest.approx(logs["reconstruction_loss"])
@@ -119,7 +120,7 @@ def test_an_unlabeled_batch_trains_the_autoencoder_only():
 def test_training_lowers_both_losses_and_accuracy_reads_the_classes():
     model = compiled(tiny_joint())
     x, y = tiny_data(16)
-    y_masked = np.where(np.arange(16) < 8, y, joint.UNLABELED)
+    y_masked = np.where(np.arange(16) < 8, y, NO_LABEL)
     before = evaluate(model, x, y_masked)
     history = model.fit(x, y_masked, batch_size=8, epochs=8, verbose=0, shuffle=False)
     assert list(history.history) == ["accuracy", "class_loss", "loss", "reconstruction_loss"]

@@ -25,12 +25,13 @@ import keras
 import numpy as np
 import pytest
 
-from selfsup import artifacts, pipeline, study
+from selfsup import artifacts, encoders, study
 from selfsup.data.dataset import Dataset
 from selfsup.data.splits import make_split
 from selfsup.encoders import build_encoder
 from selfsup.monitor import encoder_features, knn_accuracy
-from selfsup.pretext import METHODS, get_method
+from selfsup.pretext import METHODS, PSEUDO_LABELS, get_method
+from selfsup.stages import pretext as pretext_stage
 
 SCHEMA = study.load_schema(Path(__file__).resolve().parents[1] / "schemas" / "study.schema.yaml")
 
@@ -155,7 +156,7 @@ def test_pretext_training_beats_the_random_encoder_on_held_out_knn(name, task, t
     keras.utils.set_random_seed(SEED)  # what the job's script does first
     untrained = build_encoder(ENCODER["name"], task.images.shape[1:], **ENCODER["options"])
     keras.utils.set_random_seed(SEED)
-    history = pipeline.train_pretext(
+    history = pretext_stage.train_pretext(
         data_path=task.data_path,
         split_path=task.split_path,
         pool_path=task.pool_path,
@@ -168,7 +169,7 @@ def test_pretext_training_beats_the_random_encoder_on_held_out_knn(name, task, t
         history_path=tmp_path / "history.csv",
         examples_path=tmp_path / "examples.h5",
     )
-    trained, _ = artifacts.read_encoder(tmp_path / "encoder.h5")
+    trained, _ = encoders.read_encoder(tmp_path / "encoder.h5")
 
     before, after = knn(untrained, task), knn(trained, task)
     curve = " ".join(f"{v:.2f}" for v in history["knn_accuracy"])
@@ -177,3 +178,9 @@ def test_pretext_training_beats_the_random_encoder_on_held_out_knn(name, task, t
         f"{EPOCHS} epochs (needs +{MARGIN}); per epoch: {curve}; "
         f"loss {history['loss'].iloc[0]:.3f} -> {history['loss'].iloc[-1]:.3f}"
     )
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_the_registry_says_which_methods_make_pseudo_labels(name):
+    # The workflow reads PSEUDO_LABELS while it parses, without importing the method.
+    assert get_method(name).has_pseudo_labels() == (name in PSEUDO_LABELS)

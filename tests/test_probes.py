@@ -10,10 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-from selfsup import artifacts, pipeline, probes
+from selfsup import artifacts, probes
 from selfsup.data.generated import make_synthetic
 from selfsup.data.splits import make_split
 from selfsup.encoders import build_encoder
+from selfsup.stages import downstream as downstream_stage
 
 TINY_ENCODER = {"name": "small_cnn", "options": {"filters": [4, 8], "dense": [16]}}
 LINEAR = {"c_values": 7, "folds": 3, "max_iter": 1000}
@@ -127,7 +128,7 @@ def evaluate(files, protocol, budget="all", seed=1, encoder_path=None, **options
         "knn": {"k": 10, "temperature": 0.1},
         **options,
     }
-    return pipeline.train_downstream(
+    return downstream_stage.train_downstream(
         data_path=folder / "data.h5",
         split_path=folder / "split.h5",
         encoder_path=encoder_path,

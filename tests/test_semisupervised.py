@@ -8,9 +8,13 @@ import copy
 import numpy as np
 import pytest
 
-from selfsup import artifacts, pipeline
+from selfsup import artifacts
+from selfsup.data.dataset import NO_LABEL
 from selfsup.data.generated import make_synthetic
 from selfsup.data.splits import make_split
+from selfsup.stages import downstream as downstream_stage
+from selfsup.stages import outliers as outliers_stage
+from selfsup.stages import self_training as self_training_stage
 
 TINY_ENCODER = {"name": "small_cnn", "options": {"filters": [4, 8], "dense": [16]}}
 SETTINGS = {
@@ -39,7 +43,7 @@ def files(tmp_path_factory):
 
 
 def run_round(folder, earlier, threshold, settings=SETTINGS):
-    return pipeline.self_training_round(
+    return self_training_stage.self_training_round(
         data_path=folder / "data.h5",
         split_path=folder / "split.h5",
         pool_path=folder / "pool.h5",
@@ -121,7 +125,7 @@ def test_the_joint_model_trains_on_labels_and_the_pool(files):
             "loss": "binary_crossentropy",
         },
     }
-    metrics, history, model = pipeline.train_downstream(
+    metrics, history, model = downstream_stage.train_downstream(
         data_path=folder / "data.h5",
         split_path=folder / "split.h5",
         encoder_path=None,
@@ -129,15 +133,15 @@ def test_the_joint_model_trains_on_labels_and_the_pool(files):
         settings=settings,
         budget="all",
         seed=1,
-        extra=pipeline.ExtraExamples(
-            "train", split.unlabeled, np.full(len(split.unlabeled), pipeline.UNLABELED)
+        extra=downstream_stage.ExtraExamples(
+            "train", split.unlabeled, np.full(len(split.unlabeled), NO_LABEL)
         ),
     )
     assert metrics["n_extra"] == len(split.unlabeled)
     assert {"class_loss", "reconstruction_loss"} <= set(history.columns)
     assert history.reconstruction_loss.iloc[-1] < history.reconstruction_loss.iloc[0]
     # Its classifier is the supervised network: same parameter count.
-    supervised, _, _ = pipeline.train_downstream(
+    supervised, _, _ = downstream_stage.train_downstream(
         data_path=folder / "data.h5",
         split_path=folder / "split.h5",
         encoder_path=None,
@@ -166,7 +170,7 @@ def test_filter_outliers_scores_the_pool_and_measures_foreign_images(tmp_path):
         "optimizer": {"name": "adam", "learning_rate": 0.003},
         "augmentation": {},
     }
-    summary = pipeline.filter_outliers(
+    summary = outliers_stage.filter_outliers(
         data_path=tmp_path / "data.h5",
         split_path=tmp_path / "split.h5",
         pool_path=tmp_path / "pool.h5",
@@ -183,7 +187,7 @@ def test_filter_outliers_scores_the_pool_and_measures_foreign_images(tmp_path):
     assert part == "train" and list(inliers) == list(result["kept"])
     assert len(result["kept"]) + len(result["removed"]) == 160
     assert result["foreign"].sum() == 80 and summary["n_foreign"] == 80
-    expected = pipeline.rank_auroc(result["scores"][:80], result["scores"][80:])
+    expected = outliers_stage.rank_auroc(result["scores"][:80], result["scores"][80:])
     assert summary["auroc"] == pytest.approx(expected) == pytest.approx(result["auroc"])
     # The shares are what the artifact's scores and threshold say (how well the filter
     # separates is measured by tests/test_outliers.py and benchmarks/semisupervised.py).
@@ -200,4 +204,4 @@ def test_rank_auroc_against_pairs():
     pairs = (positive[:, None] > negative[None, :]).mean() + 0.5 * (
         positive[:, None] == negative[None, :]
     ).mean()
-    assert pipeline.rank_auroc(positive, negative) == pytest.approx(pairs)
+    assert outliers_stage.rank_auroc(positive, negative) == pytest.approx(pairs)

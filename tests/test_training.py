@@ -268,7 +268,7 @@ def test_precision_policies_and_their_errors():
 def test_jit_compile_setting_reaches_the_model():
     import keras
 
-    from selfsup.pipeline import _compile
+    from selfsup.stages.common import compile_model as _compile
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     settings = {"optimizer": {"name": "adam", "learning_rate": 0.01}, "epochs": 2, "jit_compile": True}
@@ -316,8 +316,9 @@ def test_nan_in_any_reported_loss_raises():
 def test_several_steps_per_execution_train_exactly_as_one(monkeypatch):
     # A pure speed-up: the same steps in the same order, so the same weights and history,
     # bit for bit, including an epoch whose step count is no multiple of it.
-    from selfsup import pipeline, training
+    from selfsup import training
     from selfsup.data.inputs import batches
+    from selfsup.stages import common
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (100, 6, 6, 1), dtype=np.uint8)
@@ -329,7 +330,7 @@ def test_several_steps_per_execution_train_exactly_as_one(monkeypatch):
         keras.utils.set_random_seed(3)
         model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
         data = batches(images, np.arange(100), labels, batch_size=8, shuffle_seed=1)  # 13 steps
-        pipeline._compile(
+        common.compile_model(
             model, settings, 13, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         )
         assert model.steps_per_execution == steps_per_execution
@@ -337,7 +338,7 @@ def test_several_steps_per_execution_train_exactly_as_one(monkeypatch):
         return model.get_weights(), history
 
     assert training.STEPS_PER_EXECUTION > 1
-    from test_pipeline import deterministic_ops
+    from test_stages import deterministic_ops
 
     with deterministic_ops():  # as jobs train
         (one, one_history), (several, several_history) = train(1), train(training.STEPS_PER_EXECUTION)
@@ -347,12 +348,12 @@ def test_several_steps_per_execution_train_exactly_as_one(monkeypatch):
 
 
 def test_nan_loss_raises_with_several_steps_per_execution():
-    from selfsup import pipeline
+    from selfsup.stages import common
 
     _, _, data = tiny_data()
     model = tiny_model(keras.optimizers.SGD(1e30))
     settings = {"optimizer": {"name": "sgd", "learning_rate": 1e30}, "epochs": 3}
-    pipeline._compile(model, settings, 8, loss="sparse_categorical_crossentropy")
+    common.compile_model(model, settings, 8, loss="sparse_categorical_crossentropy")
     assert model.steps_per_execution > 1
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1"):
         fit(model, data, epochs=3, samples_per_epoch=64, stream=io.StringIO())

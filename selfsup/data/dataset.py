@@ -56,7 +56,9 @@ class Foreign:
     seed: int = 0
 
 
-FOREIGN_LABEL = -1  # the label of foreign training images in a prepared file
+# The label of an image without a class: a foreign training image in a prepared file, an
+# unlabeled pool image the joint model trains on (its class loss is masked out).
+NO_LABEL = -1
 
 
 def foreign_count(fraction: float, n_genuine: int, *, up: bool = False) -> int:

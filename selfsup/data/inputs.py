@@ -19,22 +19,6 @@ from selfsup.data.normalization import Normalization
 DEFAULT_MEMORY_LIMIT_MB = 2048
 
 
-def load_pool(data_path, part: str, indices: np.ndarray, memory_limit_mb: float = DEFAULT_MEMORY_LIMIT_MB):
-    """(images, positions): the images of pool `indices` and where each index lies in them.
-
-    In memory (only the pool's images) when they fit in `memory_limit_mb`; otherwise an
-    `artifacts.ImageFile` that reads each batch from disk, with positions = indices.
-    """
-    from selfsup import artifacts
-
-    indices = np.asarray(indices, np.int64)
-    shape = artifacts.read_labels(data_path)["image_shape"]
-    unique, positions = np.unique(indices, return_inverse=True)
-    if len(unique) * int(np.prod(shape)) <= memory_limit_mb * 2**20:
-        return artifacts.read_images(data_path, part, unique), positions.astype(np.int64)
-    return artifacts.ImageFile(data_path, part), indices
-
-
 def _gather(images, positions: np.ndarray) -> np.ndarray:
     """images[positions] for arrays and for files that want sorted, repeat-free indices."""
     if isinstance(images, np.ndarray):

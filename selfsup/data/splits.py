@@ -238,3 +238,12 @@ def split_dataset(data_path, settings: dict, seed: int) -> Split:
         foreign=foreign,
         foreign_fraction=(info["contamination"] or {}).get("fraction", 0.0),
     )
+
+
+def validation_cut(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (train, validation) positions of n examples; Keras' own split takes the tail."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * fraction))
+    if fraction and (n_val == 0 or n_val == n):
+        raise ValueError(f"validation_split {fraction} leaves an empty set out of {n} examples")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

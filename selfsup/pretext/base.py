@@ -10,12 +10,7 @@ two-view family, see selfsup.pretext.two_view).
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
-
 import numpy as np
-
-LIBRARY = Path(__file__).resolve().parents[1]
 
 
 class PretextMethod:
@@ -31,9 +26,6 @@ class PretextMethod:
     # True: each epoch's last, partial batch is left out of training (the two-view methods,
     # whose losses and heads use the batch's statistics).
     FULL_BATCHES_ONLY = False
-    # Library files the method runs besides its own module (relative to selfsup/), so
-    # that editing them re-runs its jobs.
-    SHARED_CODE: tuple[str, ...] = ("pretext/base.py",)
 
     def check(self, options: dict, settings: dict | None = None) -> None:
         """Cross-option rules (`settings`: the pretext run's training settings); raise
@@ -83,8 +75,3 @@ class PretextMethod:
         """What the trained model does to a few images: named image batches of equal
         length, drawn as rows of the study's pretext figure."""
         raise NotImplementedError
-
-    def code_files(self) -> list[str]:
-        """Library files (relative to selfsup/) whose content the method's jobs depend on."""
-        own = Path(inspect.getfile(type(self))).resolve().relative_to(LIBRARY).as_posix()
-        return list(dict.fromkeys([own, *self.SHARED_CODE]))

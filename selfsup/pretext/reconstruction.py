@@ -343,7 +343,6 @@ class ReconstructionMethod(PretextMethod):
     corrupt = None
     OPTIONS = OPTIONS
     PIXEL_TARGETS = True
-    SHARED_CODE = (*PretextMethod.SHARED_CODE, "pretext/reconstruction.py")
 
     def check(self, options: dict, settings: dict | None = None) -> None:
         check(options)

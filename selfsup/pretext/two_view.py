@@ -171,7 +171,6 @@ class TwoViewMethod(PretextMethod):
     """A two-view method: its model class, options and heads; the rest is shared."""
 
     OWNS_AUGMENTATION = True
-    SHARED_CODE = (*PretextMethod.SHARED_CODE, "pretext/two_view.py", "pretext/losses.py")
     MODEL: type[TwoViewModel]
     # Option keys that are layer widths (lists of positive integers).
     WIDTHS: tuple[str, ...] = ("projector",)

@@ -1,4 +1,4 @@
-"""selfsup.pipeline: a classifier trained through the real job function learns its labels.
+"""selfsup.stages: a classifier trained through the real job function learns its labels.
 
 Guards the bookkeeping between a budget's indices, the images gathered for them and their
 labels: a misaligned pairing trains on noise and stays at chance, which tiny workflow
@@ -16,10 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from selfsup import artifacts, pipeline
+from selfsup import artifacts, encoders
 from selfsup.data.generated import make_synthetic
 from selfsup.data.splits import make_split
 from selfsup.pretext import get_method
+from selfsup.stages import downstream as downstream_stage
+from selfsup.stages import outliers as outliers_stage
+from selfsup.stages import pretext as pretext_stage
 
 SETTINGS = {
     "protocol": "supervised",
@@ -47,7 +50,7 @@ def test_train_downstream_learns_a_learnable_task(tmp_path):
     split = make_split(data.y_train, len(data.y_test), [64, 256], [0, 64], None, seed=3)
     split_path = tmp_path / "split.h5"
     artifacts.write_split(split_path, split, {})
-    metrics, history, _ = pipeline.train_downstream(
+    metrics, history, _ = downstream_stage.train_downstream(
         data_path=data_path,
         split_path=split_path,
         encoder_path=None,
@@ -82,7 +85,7 @@ def test_two_view_pretext_leaves_out_the_partial_batch(tmp_path):
         "optimizer": {"name": "adam", "learning_rate": 0.003},
         "augmentation": {"shift": 0.1},
     }
-    history = pipeline.train_pretext(
+    history = pretext_stage.train_pretext(
         data_path=data_path,
         split_path=split_path,
         pool_path=pool_path,
@@ -122,7 +125,7 @@ def test_train_pretext_of_a_two_view_method_reports_knn_and_collapse_monitors(tm
     }
     pool_path = tmp_path / "pool.h5"
     artifacts.write_pool(pool_path, split.unlabeled, "train", {})
-    history = pipeline.train_pretext(
+    history = pretext_stage.train_pretext(
         data_path=data_path,
         split_path=split_path,
         pool_path=pool_path,
@@ -141,7 +144,7 @@ def test_train_pretext_of_a_two_view_method_reports_knn_and_collapse_monitors(tm
     # The last epoch's value is the kNN accuracy of the saved encoder on the held-out slice.
     from selfsup.monitor import encoder_features, knn_accuracy
 
-    encoder, spec = artifacts.read_encoder(tmp_path / "encoder.h5")
+    encoder, spec = encoders.read_encoder(tmp_path / "encoder.h5")
     held_out = data.x_train[split.monitor].astype("float32") / 255
     expected = knn_accuracy(encoder_features(encoder, held_out), data.y_train[split.monitor], 20, 0.1)
     assert saved.knn_accuracy.iloc[-1] == expected
@@ -242,7 +245,7 @@ def resume_files(tmp_path_factory):
 def pretext_run(files, settings, encoder_spec, pseudo=None):
     def train(out, stream):
         out.mkdir(exist_ok=True)
-        history = pipeline.train_pretext(
+        history = pretext_stage.train_pretext(
             data_path=files / "data.h5",
             split_path=files / "split.h5",
             pool_path=files / "pool.h5",
@@ -257,7 +260,7 @@ def pretext_run(files, settings, encoder_spec, pseudo=None):
             resume_dir=out / "resume",
             stream=stream,
         )
-        encoder, _ = artifacts.read_encoder(out / "encoder.h5")
+        encoder, _ = encoders.read_encoder(out / "encoder.h5")
         return encoder.get_weights(), history
 
     return train
@@ -315,7 +318,7 @@ def test_classifier_with_validation_early_stopping_and_plateau_resumes_exactly(r
     }
 
     def train(out, stream):
-        metrics, history, model = pipeline.train_downstream(
+        metrics, history, model = downstream_stage.train_downstream(
             data_path=resume_files / "data.h5",
             split_path=resume_files / "split.h5",
             encoder_path=None,
@@ -353,7 +356,7 @@ def test_outlier_filter_resumes_exactly(resume_files, tmp_path):
 
     def train(out, stream):
         out.mkdir(exist_ok=True)
-        pipeline.filter_outliers(
+        outliers_stage.filter_outliers(
             data_path=resume_files / "data.h5",
             split_path=resume_files / "split.h5",
             pool_path=resume_files / "pool.h5",
@@ -395,18 +398,18 @@ def test_rotations_turned_once_for_the_run_train_exactly_as_turned_per_batch(
         "optimizer": {"name": "adam", "learning_rate": 0.01},
     }
     train = pretext_run(resume_files, settings, TINY_ENCODER, pseudo)
-    precomputed = pipeline._precomputed
+    precomputed = pretext_stage._precomputed
     used = []
 
     def spy(*args):
         used.append(precomputed(*args) is not None)
         return precomputed(*args)
 
-    monkeypatch.setattr(pipeline, "_precomputed", spy)
+    monkeypatch.setattr(pretext_stage, "_precomputed", spy)
     with deterministic_ops():
         keras.utils.set_random_seed(RESUME_SEED)
         once = train(tmp_path / "once", io.StringIO())
-        monkeypatch.setattr(pipeline, "_precomputed", lambda *args: None)
+        monkeypatch.setattr(pretext_stage, "_precomputed", lambda *args: None)
         keras.utils.set_random_seed(RESUME_SEED)
         per_batch = train(tmp_path / "per_batch", io.StringIO())
     assert used == [True]
@@ -423,7 +426,7 @@ def test_rotations_are_turned_per_batch_where_turning_once_would_change_the_batc
 
     def turned(*, augmentation=None, normalization=plain, images=images, limit_mb=1.0):
         args = (rotation, {}, images, positions, labels, augmentation, normalization, limit_mb)
-        return pipeline._precomputed(*args)
+        return pretext_stage._precomputed(*args)
 
     out, out_labels = turned()
     np.testing.assert_array_equal(out, rotation.rotate(images[positions], labels))

@@ -1,0 +1,110 @@
+"""The self-training stage: one round of teacher pseudo-labels on a pool, or the student
+trained on labels plus the pseudo-labels of every round."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from selfsup import artifacts
+from selfsup.stages.downstream import ExtraExamples, predict_pool, train_downstream
+
+
+def self_training_round(
+    *,
+    data_path,
+    split_path,
+    pool_path,
+    earlier_rounds: list,
+    encoder_path,
+    encoder_spec: dict,
+    settings: dict,
+    budget: str,
+    seed: int,
+    threshold: float | None,
+    resume_dir=None,
+    stream=sys.stderr,
+):
+    """Train a classifier on the labeled budget plus the pseudo-labels of `earlier_rounds`
+    (artifacts of selfsup.artifacts.write_teacher_labels, weighted by their certainty),
+    then, when `threshold` is given, label the rest of the pool with it.
+
+    Returns (metrics, history, accepted) where accepted is None without a threshold, else
+    {indices, labels, confidences, accepted, correct, remaining}: the predictions of top
+    probability >= threshold, and for diagnosis only how many of them match the hidden
+    true labels (None when the pool's images have none: a dataset's own unlabeled part).
+    """
+    split = artifacts.read_split(split_path)
+    pool, part = artifacts.read_pool(pool_path)
+    rounds = [artifacts.read_teacher_labels(path) for path in earlier_rounds]
+    taken = np.concatenate([r["indices"] for r in rounds]) if rounds else np.zeros(0, np.int64)
+    extra = ExtraExamples(
+        part=part,
+        indices=taken,
+        labels=np.concatenate([r["labels"] for r in rounds]) if rounds else np.zeros(0, np.int64),
+        weights=np.concatenate([r["confidences"] for r in rounds]) if rounds else np.zeros(0, np.float32),
+    )
+    metrics, history, model = train_downstream(
+        data_path=data_path,
+        split_path=split_path,
+        encoder_path=encoder_path,
+        encoder_spec=encoder_spec,
+        settings=settings,
+        budget=budget,
+        seed=seed,
+        extra=extra,
+        resume_dir=resume_dir,
+        stream=stream,
+    )
+    metrics["rounds"] = [
+        {
+            key: r.get(key)
+            for key in (
+                "round",
+                "accepted",
+                "correct",
+                "remaining",
+                "teacher_test_accuracy",
+                "teacher_train_accuracy",
+            )
+        }
+        for r in rounds
+    ]
+    if threshold is None:
+        if rounds and rounds[-1].get("teacher_test_accuracy") is not None:
+            # The reference reports its last teacher (labels plus the rounds before it), not
+            # this student (labels plus every round): both reach the tables, named apart.
+            metrics["last_teacher"] = {
+                "test_accuracy": rounds[-1]["teacher_test_accuracy"],
+                "train_accuracy": rounds[-1].get("teacher_train_accuracy"),
+            }
+        return metrics, history, None
+    remaining = np.setdiff1d(pool, taken)
+    probabilities = predict_pool(
+        model, data_path, part, remaining, split.normalization, settings["batch_size"]
+    )
+    confidences = probabilities.max(axis=1)
+    chosen = confidences >= threshold
+    labels = probabilities.argmax(axis=1)[chosen]
+    correct = None
+    if part == "train":
+        truth = artifacts.read_labels(data_path)["y_train"][remaining[chosen]]
+        correct = int(np.sum(labels == truth))
+    accepted = {
+        "indices": remaining[chosen],
+        "labels": labels,
+        "confidences": confidences[chosen],
+        "accepted": int(chosen.sum()),
+        "correct": correct,
+        "remaining": int(len(remaining) - chosen.sum()),
+        "teacher_test_accuracy": metrics["test_accuracy"],
+        "teacher_train_accuracy": metrics["train_accuracy"],
+    }
+    print(
+        f"accepted {accepted['accepted']} of {len(remaining)} pool images at top probability >= {threshold}"
+        + ("" if correct is None else f", {correct} of them right ({correct / max(1, chosen.sum()):.1%})"),
+        file=stream,
+        flush=True,
+    )
+    return metrics, history, accepted
