@@ -11,15 +11,18 @@ min_version("9.0")
 
 from selfsup.study import StudyError, coerce_command_line, load_schema, read_yaml
 
+# Each study file read as the study check reads it: Snakemake's own error for a YAML
+# syntax error has no line number, and its loader keeps the last of a key written twice.
+for _study_file in workflow.overwrite_configfiles or ["config.yaml"]:
+    if Path(_study_file).exists():
+        try:
+            read_yaml(_study_file)
+        except StudyError as error:
+            raise WorkflowError(str(error)) from None
+
 # A study file given with --configfile replaces the default study instead of being
 # merged into it, so keys of the default never leak into another study.
 if not workflow.overwrite_configfiles:
-    # Snakemake's own error for a YAML syntax error has no line number.
-    if Path("config.yaml").exists():
-        try:
-            read_yaml("config.yaml")
-        except StudyError as error:
-            raise WorkflowError(str(error)) from None
 
     configfile: "config.yaml"
 

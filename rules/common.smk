@@ -9,6 +9,7 @@ from selfsup.jobs import digest
 from selfsup.study import (
     POOLS as POOL_MAKERS,
     StudyError,
+    check_requests,
     check_schema,
     checked_study,
     downstream_settings,
@@ -23,6 +24,7 @@ try:
     # then the defaults as snakemake.utils.validate fills them (without its slow reload).
     SCHEMA = load_schema(Path(workflow.basedir) / "schemas" / "study.schema.yaml")
     check_schema(config, SCHEMA)
+    check_requests(config)
     fill_defaults(config, SCHEMA)
     # Cached by the study's and the library's hash: cluster jobs and re-runs parse the
     # workflow again without importing TensorFlow or building models.
@@ -31,6 +33,11 @@ except StudyError as error:
     raise WorkflowError(f"Invalid study file: {error}") from None
 
 RESULTS = f"results/{STUDY['study']}"
+LOGS = f"logs/{STUDY['study']}"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+# One classifier run (a protocol on a budget and seed), as a path with Snakemake's
+# wildcards: its folder under RESULTS, its log under LOGS, its benchmark under BENCHMARKS.
+RUN = "runs/{pool}/{method}/{protocol}/n{budget}/seed{seed}"
 DATASET = STUDY["dataset"]["name"]
 PRETEXT = STUDY["pretext"]
 PROTOCOLS = STUDY["downstream"]["protocols"]
@@ -49,6 +56,34 @@ wildcard_constraints:
     round=r"[1-9]\d*",
     budget=r"all|\d+",
     seed=r"\d+",
+
+
+def run(**fixed):
+    """RUN with the wildcards named in `fixed` set (the others stay wildcards)."""
+    return RUN.format_map(
+        {
+            **{
+                k: "{" + k + "}"
+                for k in ("pool", "method", "protocol", "budget", "seed")
+            },
+            **fixed,
+        }
+    )
+
+
+# What every training job asks of the machine and passes its script besides its own
+# settings. TensorFlow's thread count changes results bit for bit, so it is a param:
+# editing it re-runs the job.
+TRAINING_PARAMS = {
+    "tf_threads": STUDY["threads"],
+    "encoder": STUDY["encoder"],
+    "study": STUDY["study"],
+}
+
+
+def training_resources(runtime, mem_mb):
+    """A training job's resources: one GPU slot (selfsup.devices), minutes and memory."""
+    return {"gpu": 1, "runtime": runtime, "mem_mb": mem_mb}
 
 
 def fill(pattern, wildcards):
@@ -207,7 +242,8 @@ def run_pools(method, protocol):
 
 def run_dirs(protocols_run=PROTOCOLS):
     return [
-        f"{RESULTS}/runs/{pool}/{method}/{protocol}/n{budget}/seed{seed}"
+        f"{RESULTS}/"
+        + run(pool=pool, method=method, protocol=protocol, budget=budget, seed=seed)
         for protocol in protocols_run
         for method in run_methods(protocol)
         for pool in run_pools(method, protocol)
@@ -286,7 +322,15 @@ def example_runs():
     budgets = STUDY["budgets"]
     largest = "all" if "all" in budgets else max(budgets)
     return [
-        f"{RESULTS}/runs/{run_pools(method, protocol)[0]}/{method}/{protocol}/n{largest}/seed{STUDY['seeds'][0]}/metrics.json"
+        f"{RESULTS}/"
+        + run(
+            pool=run_pools(method, protocol)[0],
+            method=method,
+            protocol=protocol,
+            budget=largest,
+            seed=STUDY["seeds"][0],
+        )
+        + "/metrics.json"
         for protocol in PROTOCOLS
         for method in run_methods(protocol)
     ]
@@ -299,14 +343,13 @@ def pretext_examples_title(wildcards):
 
 def final_outputs():
     outputs = [
-        f"{RESULTS}/tables/accuracy.csv",
-        f"{RESULTS}/tables/accuracy.md",
-        f"{RESULTS}/figures/accuracy_vs_labels.png",
-        f"{RESULTS}/figures/accuracy_vs_labels.svg",
-        f"{RESULTS}/figures/class_probabilities.png",
+        rules.accuracy_table.output.csv,
+        rules.accuracy_table.output.markdown,
+        rules.accuracy_figure.output.png,
+        rules.accuracy_figure.output.svg,
+        *rules.class_probabilities.output,
+        *expand(rules.pretext_examples.output, method=list(PRETEXT)),
     ]
-    for name in PRETEXT:
-        outputs.append(f"{RESULTS}/figures/pretext_examples_{name}.png")
     if PRETEXT and STUDY["split"]["monitor"]:
         outputs.append(rules.knn_figure.output.png)
     if "inliers" in POOLS:

@@ -60,7 +60,7 @@ rule split:
         # The default pool: every unlabeled image of the split.
         pool=f"{RESULTS}/pools/all/seed{{seed}}.h5",
     log:
-        f"logs/{STUDY['study']}/split/seed{{seed}}.log",
+        f"{LOGS}/split/seed{{seed}}.log",
     conda:
         "../envs/selfsup.yaml"
     params:

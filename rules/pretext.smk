@@ -6,22 +6,17 @@ rule pretext:
         history=f"{RESULTS}/encoders/{{pool}}/{{method}}/seed{{seed}}/history.csv",
         examples=f"{RESULTS}/encoders/{{pool}}/{{method}}/seed{{seed}}/examples.h5",
     log:
-        f"logs/{STUDY['study']}/pretext/{{pool}}/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/pretext/{{pool}}/{{method}}/seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/pretext/{{pool}}/{{method}}/seed{{seed}}.tsv"
+        f"{BENCHMARKS}/pretext/{{pool}}/{{method}}/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: STUDY["threads"]
     resources:
-        gpu=1,
-        runtime=240,
-        mem_mb=16000,
+        **training_resources(runtime=240, mem_mb=16000),
     params:
-        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
-        tf_threads=STUDY["threads"],
+        **TRAINING_PARAMS,
         settings=pretext_settings,
-        encoder=STUDY["encoder"],
-        study=STUDY["study"],
         code=job_code("pretext", method_module),
     script:
         "../scripts/pretext.py"

@@ -4,7 +4,7 @@ rule pseudo_labels:
     output:
         f"{RESULTS}/pseudo/{{pool}}/{{method}}/seed{{seed}}.h5",
     log:
-        f"logs/{STUDY['study']}/pseudo/{{pool}}/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/pseudo/{{pool}}/{{method}}/seed{{seed}}.log",
     conda:
         "../envs/selfsup.yaml"
     params:

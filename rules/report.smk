@@ -12,7 +12,7 @@ rule accuracy_table:
         # The first page of snakemake --report (see the report directive in the Snakefile).
         answers=f"{RESULTS}/tables/answers.rst",
     log:
-        f"logs/{STUDY['study']}/report/accuracy_table.log",
+        f"{LOGS}/report/accuracy_table.log",
     conda:
         "../envs/selfsup.yaml"
     params:
@@ -35,7 +35,7 @@ rule accuracy_figure:
         ),
         svg=f"{RESULTS}/figures/accuracy_vs_labels.svg",
     log:
-        f"logs/{STUDY['study']}/report/accuracy_figure.log",
+        f"{LOGS}/report/accuracy_figure.log",
     conda:
         "../envs/selfsup.yaml"
     params:
@@ -56,7 +56,7 @@ rule class_probabilities:
             category="Examples",
         ),
     log:
-        f"logs/{STUDY['study']}/report/class_probabilities.log",
+        f"{LOGS}/report/class_probabilities.log",
     conda:
         "../envs/selfsup.yaml"
     params:
@@ -67,7 +67,12 @@ rule class_probabilities:
 
 rule pretext_examples:
     input:
-        f"{RESULTS}/encoders/{POOLS[0]}/{{method}}/seed{STUDY['seeds'][0]}/examples.h5",
+        expand(
+            rules.pretext.output.examples,
+            pool=POOLS[0],
+            seed=STUDY["seeds"][0],
+            allow_missing=True,
+        ),
     output:
         report(
             f"{RESULTS}/figures/pretext_examples_{{method}}.png",
@@ -75,7 +80,7 @@ rule pretext_examples:
             category="Pretext",
         ),
     log:
-        f"logs/{STUDY['study']}/report/pretext_examples_{{method}}.log",
+        f"{LOGS}/report/pretext_examples_{{method}}.log",
     conda:
         "../envs/selfsup.yaml"
     params:
@@ -100,7 +105,7 @@ rule knn_figure:
             category="Pretext",
         ),
     log:
-        f"logs/{STUDY['study']}/report/knn_figure.log",
+        f"{LOGS}/report/knn_figure.log",
     conda:
         "../envs/selfsup.yaml"
     params:

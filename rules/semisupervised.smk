@@ -10,22 +10,17 @@ rule outliers:
         history=f"{RESULTS}/outliers/seed{{seed}}/history.csv",
         pool=f"{RESULTS}/pools/inliers/seed{{seed}}.h5",
     log:
-        f"logs/{STUDY['study']}/outliers/seed{{seed}}.log",
+        f"{LOGS}/outliers/seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/outliers/seed{{seed}}.tsv"
+        f"{BENCHMARKS}/outliers/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: STUDY["threads"]
     resources:
-        gpu=1,
-        runtime=120,
-        mem_mb=8000,
+        **training_resources(runtime=120, mem_mb=8000),
     params:
-        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
-        tf_threads=STUDY["threads"],
+        **TRAINING_PARAMS,
         settings=outlier_settings,
-        encoder=STUDY["encoder"],
-        study=STUDY["study"],
         code=job_code("outliers"),
     script:
         "../scripts/outliers.py"
@@ -42,7 +37,7 @@ rule outlier_figure:
             category="Outliers",
         ),
     log:
-        f"logs/{STUDY['study']}/report/outlier_figure.log",
+        f"{LOGS}/report/outlier_figure.log",
     conda:
         "../envs/selfsup.yaml"
     params:
@@ -59,23 +54,18 @@ rule self_training_round:
         labels=f"{RESULTS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.h5",
         history=f"{RESULTS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}_history.csv",
     log:
-        f"logs/{STUDY['study']}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.log",
+        f"{LOGS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.tsv"
+        f"{BENCHMARKS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: STUDY["threads"]
     resources:
-        gpu=1,
-        runtime=120,
-        mem_mb=8000,
+        **training_resources(runtime=120, mem_mb=8000),
     params:
-        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
-        tf_threads=STUDY["threads"],
+        **TRAINING_PARAMS,
         settings=self_training_settings,
         threshold=STUDY["self_training"]["threshold"],
-        encoder=STUDY["encoder"],
-        study=STUDY["study"],
         code=job_code("self_training_round"),
     script:
         "../scripts/self_training.py"
@@ -85,26 +75,21 @@ rule self_training:
     input:
         unpack(self_training_inputs),
     output:
-        metrics=f"{RESULTS}/runs/{{pool}}/{{method}}/self_training/n{{budget}}/seed{{seed}}/metrics.json",
-        history=f"{RESULTS}/runs/{{pool}}/{{method}}/self_training/n{{budget}}/seed{{seed}}/history.csv",
+        metrics=f"{RESULTS}/{run(protocol='self_training')}/metrics.json",
+        history=f"{RESULTS}/{run(protocol='self_training')}/history.csv",
     log:
-        f"logs/{STUDY['study']}/runs/{{pool}}/{{method}}/self_training/n{{budget}}/seed{{seed}}.log",
+        f"{LOGS}/{run(protocol='self_training')}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/runs/{{pool}}/{{method}}/self_training/n{{budget}}/seed{{seed}}.tsv"
+        f"{BENCHMARKS}/{run(protocol='self_training')}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: STUDY["threads"]
     resources:
-        gpu=1,
-        runtime=120,
-        mem_mb=8000,
+        **training_resources(runtime=120, mem_mb=8000),
     params:
-        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
-        tf_threads=STUDY["threads"],
+        **TRAINING_PARAMS,
         settings=self_training_settings,
         threshold=None,
-        encoder=STUDY["encoder"],
-        study=STUDY["study"],
         code=job_code("self_training"),
     script:
         "../scripts/self_training.py"
@@ -115,25 +100,20 @@ rule joint:
         unpack(stage_inputs),
         pool=pool_input,
     output:
-        metrics=f"{RESULTS}/runs/{{pool}}/{BASELINE_METHOD}/joint/n{{budget}}/seed{{seed}}/metrics.json",
-        history=f"{RESULTS}/runs/{{pool}}/{BASELINE_METHOD}/joint/n{{budget}}/seed{{seed}}/history.csv",
+        metrics=f"{RESULTS}/{run(protocol='joint', method=BASELINE_METHOD)}/metrics.json",
+        history=f"{RESULTS}/{run(protocol='joint', method=BASELINE_METHOD)}/history.csv",
     log:
-        f"logs/{STUDY['study']}/runs/{{pool}}/{BASELINE_METHOD}/joint/n{{budget}}/seed{{seed}}.log",
+        f"{LOGS}/{run(protocol='joint', method=BASELINE_METHOD)}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/runs/{{pool}}/{BASELINE_METHOD}/joint/n{{budget}}/seed{{seed}}.tsv"
+        f"{BENCHMARKS}/{run(protocol='joint', method=BASELINE_METHOD)}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: STUDY["threads"]
     resources:
-        gpu=1,
-        runtime=120,
-        mem_mb=8000,
+        **training_resources(runtime=120, mem_mb=8000),
     params:
-        # TensorFlow's thread count changes results bit for bit, so it is a param: editing it re-runs the job.
-        tf_threads=STUDY["threads"],
+        **TRAINING_PARAMS,
         settings=joint_settings,
-        encoder=STUDY["encoder"],
-        study=STUDY["study"],
         code=job_code("joint"),
     script:
         "../scripts/joint.py"
@@ -149,7 +129,7 @@ rule self_training_figure:
             category="Self-training",
         ),
     log:
-        f"logs/{STUDY['study']}/report/self_training_figure.log",
+        f"{LOGS}/report/self_training_figure.log",
     conda:
         "../envs/selfsup.yaml"
     params:

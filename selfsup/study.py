@@ -16,11 +16,13 @@ import os
 import re
 from pathlib import Path
 
+import yaml
+
 from selfsup import augment, probes, schedules, training
 from selfsup import protocols as protocols_module
 from selfsup.data import sources
 from selfsup.data.dataset import DataError, foreign_count
-from selfsup.data.splits import OWN_UNLABELED, fraction_split
+from selfsup.data.splits import OWN_UNLABELED, fraction_split, validation_size
 
 
 class StudyError(ValueError):
@@ -32,32 +34,53 @@ class StudyError(ValueError):
 
 def read_yaml(path: str | os.PathLike) -> dict:
     """A study file as a dict; a YAML syntax error names the file, line and column
-    (Snakemake's own loader drops them)."""
-    import yaml
+    (Snakemake's own loader drops them), and so does a key written twice in one mapping
+    (YAML, and so Snakemake, would keep the last one without a word)."""
 
     try:
         with open(path, encoding="utf-8") as f:
-            value = yaml.load(f, Loader=_yaml_loader())  # noqa: S506 - a safe loader
+            value = yaml.load(f, Loader=StudyLoader)  # noqa: S506 - a safe loader
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        if isinstance(err, DuplicateKey):
+            raise StudyError(f"{where}: {err.problem}") from None
         raise StudyError(f"{where}: YAML syntax error: {err.problem or err.context}") from None
     if not isinstance(value, dict):
         raise StudyError(f"{path}: a study is a mapping of keys (study, dataset, ...), got {value!r}")
     return value
 
 
-def _yaml_loader():
-    """libyaml's loader when PyYAML has it: it reads the schema in 8 ms, the Python one in 73 ms."""
-    import yaml
+# libyaml's loader when PyYAML has it: it reads the schema in 8 ms, the Python one in 73 ms.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class DuplicateKey(yaml.constructor.ConstructorError):  # noqa: N818 - a YAML error
+    """A key written twice in one mapping of a study file."""
+
+
+class StudyLoader(_SafeLoader):
+    """The safe loader, refusing a key written twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKey(
+                    None,
+                    None,
+                    f"key {key!r} is written twice in one mapping (first at line {seen[key] + 1}); "
+                    "YAML keeps only the last: remove one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_schema(path: str | os.PathLike) -> dict:
-    import yaml
 
-    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_yaml_loader())  # noqa: S506 - a safe loader
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_SafeLoader)  # noqa: S506 - a safe loader
 
 
 def _strict_validator(schema: dict):
@@ -190,7 +213,6 @@ def coerce_command_line(value, schema: dict, root: dict | None = None):
     """`value` from `snakemake --config key=value`, whose scalars Snakemake parses as
     strings inside lists and mappings (`seeds=[1, 2]` gives ['1', '2']): strings where
     the schema wants a number, boolean or null are read as YAML scalars."""
-    import yaml
 
     root = root or schema
     schema = _resolve(schema, root)
@@ -471,6 +493,52 @@ def check_training_sections(study: dict, channels: int) -> None:
         check_monitors(where, downstream_settings(study, protocol), ["loss", "accuracy"])
 
 
+def check_validation_splits(study: dict, labeled: int) -> None:
+    """A downstream validation split must leave training and validation images in every
+    budget ('all': the labeled pool), or its jobs would fail after their predecessors ran."""
+    settings = study["downstream"]
+    for protocol in settings["protocols"]:
+        if protocol in probes.FEATURE_PROTOCOLS:
+            continue
+        fraction = downstream_settings(study, protocol).get("validation_split", 0)
+        where = (
+            f"downstream.overrides.{protocol}"
+            if "validation_split" in settings.get("overrides", {}).get(protocol, {})
+            else "downstream"
+        )
+        for budget in study["budgets"]:
+            size = labeled if budget == "all" else budget
+            try:
+                validation_size(size, fraction)
+            except ValueError as err:
+                raise StudyError(
+                    f"{where}.validation_split: budget {budget}: {err}; use a larger budget or "
+                    "validation_split, or 0 to train on every label"
+                ) from None
+
+
+def check_requests(config: dict) -> None:
+    """Settings the study asks for that nothing would use, or could not honour, found
+    before the schema's defaults fill them in (after, a default and a request look the same)."""
+    held_out = (config.get("split") or {}).get("monitor", 0)
+    for name, entry in (config.get("pretext") or {}).items():
+        if not isinstance(entry, dict) or "knn_monitor" not in entry:
+            continue
+        if not held_out:
+            raise StudyError(
+                f"pretext.{name}.knn_monitor: set, but split.monitor is 0, so no held-out "
+                "images are there to monitor; set split.monitor (e.g. 500) or remove knn_monitor"
+            )
+        # Each held-out image is classified by the others; the default k is capped to them.
+        k = (entry["knn_monitor"] or {}).get("k")
+        if k is not None and k > held_out - 1:
+            raise StudyError(
+                f"pretext.{name}.knn_monitor.k: {k} neighbours, but each of the split.monitor "
+                f"{held_out} held-out images has {held_out - 1} others to search; set "
+                f"knn_monitor.k <= {held_out - 1} or hold out more images"
+            )
+
+
 def check_feature_protocols(study: dict, labeled: int, num_classes: int) -> None:
     """What the feature protocols need of the budgets: as many labeled images as kNN
     neighbours, and two per class for the logistic regression's cross-validation."""
@@ -527,6 +595,7 @@ def check_study(config: dict) -> dict:
     normalization = study["dataset"].get("normalization", "none")
     check_training_sections(study, image_shape[-1])
     check_feature_protocols(study, labeled, len(layout.class_names))
+    check_validation_splits(study, labeled)
 
     # Only now import what imports Keras (seconds): the checks above need none of it.
     from selfsup import downstream, encoders, pretext
@@ -738,6 +807,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             config = read_yaml(path)
             check_schema(config, schema)
+            check_requests(config)
             check_study(fill_defaults(config, schema))
             print(f"{path}: ok")
         except StudyError as err:

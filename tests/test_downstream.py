@@ -202,9 +202,11 @@ def test_validation_cut_without_validation():
     assert len(val) == 0
 
 
-@pytest.mark.parametrize("fraction", [0.01, 0.99])
-def test_validation_cut_empty_set_error(fraction):
-    with pytest.raises(ValueError, match=f"validation_split {fraction} leaves an empty set out of 10"):
+@pytest.mark.parametrize(
+    ("fraction", "empty"), [(0.01, "holds out no validation example"), (0.99, "leaves no training example")]
+)
+def test_validation_cut_empty_set_error(fraction, empty):
+    with pytest.raises(ValueError, match=f"validation_split {fraction} of 10 examples {empty}"):
         validation_cut(10, fraction, seed=0)
 
 

@@ -17,6 +17,7 @@ from selfsup.study import (
     StudyError,
     check_dataset,
     check_options,
+    check_requests,
     check_schema,
     check_study,
     check_training,
@@ -264,6 +265,59 @@ def test_linear_probe_needs_two_labels_per_class(study):
         check_study(study)
     study["downstream"]["protocols"] = ["supervised", "pixels_knn"]
     check_study(study)
+
+
+def test_a_validation_split_must_leave_training_and_validation_images_in_every_budget(study):
+    study["downstream"]["validation_split"] = 0.02  # 16 * 0.02 rounds to 0 images
+    with pytest.raises(
+        StudyError,
+        match=r"^downstream\.validation_split: budget 16: validation_split 0\.02 of 16 examples "
+        r"holds out no validation example",
+    ):
+        check_study(study)
+    study["downstream"]["validation_split"] = 0.25
+    check_study(study)
+    study["downstream"]["overrides"] = {"finetune": {"validation_split": 0.99}}
+    with pytest.raises(
+        StudyError,
+        match=r"^downstream\.overrides\.finetune\.validation_split: budget 16: .*leaves no training example",
+    ):
+        check_study(study)
+
+
+def test_knn_monitor_neighbours_must_fit_the_held_out_images():
+    written = {"split": {"monitor": 8}, "pretext": {"rotation": {"knn_monitor": {"k": 8}}}}
+    with pytest.raises(
+        StudyError,
+        match=r"^pretext\.rotation\.knn_monitor\.k: 8 neighbours, but each of the split\.monitor 8 "
+        r"held-out images has 7 others to search; set knn_monitor\.k <= 7",
+    ):
+        check_requests(written)
+    written["pretext"]["rotation"]["knn_monitor"]["k"] = 7
+    check_requests(written)
+    # The default k (200) is not a request: it is capped to the held-out images' others.
+    written["pretext"]["rotation"]["knn_monitor"] = {"every": 2}
+    check_requests(written)
+
+
+def test_a_knn_monitor_without_held_out_images_is_refused(study):
+    del study["pretext"]["rotation"]["knn_monitor"]  # as written: the schema's default is not a request
+    check_requests(study)
+    study["pretext"]["rotation"]["knn_monitor"] = {"k": 20}
+    with pytest.raises(StudyError, match=r"^pretext\.rotation\.knn_monitor: set, but split\.monitor is 0"):
+        check_requests(study)
+    study["split"]["monitor"] = 40
+    check_requests(study)
+
+
+def test_a_key_written_twice_names_the_key_and_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("study: x\ndownstream:\n  epochs: 2\n  batch_size: 8\n  epochs: 3\n")
+    with pytest.raises(
+        StudyError,
+        match=r"twice\.yaml, line 5, column 3: key 'epochs' is written twice in one mapping \(first at line 3\)",
+    ):
+        read_yaml(path)
 
 
 def test_layouts_of_the_registry():

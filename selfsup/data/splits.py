@@ -240,10 +240,19 @@ def split_dataset(data_path, settings: dict, seed: int) -> Split:
     )
 
 
+def validation_size(n: int, fraction: float) -> int:
+    """Examples of n that a validation split of `fraction` holds out; ValueError when it
+    leaves either side empty."""
+    n_val = int(round(n * fraction))
+    if fraction and n_val == 0:
+        raise ValueError(f"validation_split {fraction} of {n} examples holds out no validation example")
+    if fraction and n_val == n:
+        raise ValueError(f"validation_split {fraction} of {n} examples leaves no training example")
+    return n_val
+
+
 def validation_cut(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random (train, validation) positions of n examples; Keras' own split takes the tail."""
+    n_val = validation_size(n, fraction)
     order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction))
-    if fraction and (n_val == 0 or n_val == n):
-        raise ValueError(f"validation_split {fraction} leaves an empty set out of {n} examples")
     return np.sort(order[n_val:]), np.sort(order[:n_val])

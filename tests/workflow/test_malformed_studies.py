@@ -154,6 +154,10 @@ CASES = [
     # files that are not a study
     ("yaml_syntax_error", "study: x\ndataset: {name: synthetic\nseeds: [1]\n", r"not valid JSON or YAML"),
     ("not_a_mapping", "- study\n- x\n", r"keys at top level"),
+    ("key_written_twice", yaml.safe_dump(BASE, sort_keys=False) + "seeds: [2]\n", r"line \d+, column 1: key 'seeds' is written twice in one mapping"),
+    ("knn_monitor_without_images", edit(put("pretext.rotation.knn_monitor", {"k": 20})), r"pretext\.rotation\.knn_monitor: set, but split\.monitor is 0"),
+    ("knn_monitor_k_beyond_held_out", edit(both(put("split.monitor", 8), put("pretext.rotation.knn_monitor", {"k": 8}))), r"pretext\.rotation\.knn_monitor\.k: 8 neighbours.*knn_monitor\.k <= 7"),
+    ("validation_split_empties_a_budget", edit(put("downstream.validation_split", 0.02)), r"downstream\.validation_split: budget 16: .*holds out no validation example"),
 ]  # fmt: skip
 
 
