@@ -63,7 +63,7 @@ def tiny_study_d(data_dir) -> dict:
 def test_study_d_runs_end_to_end_on_official_cifar10_files(tmp_path, cifar10_folder, monkeypatch):
     # TensorFlow 2.21's oneDNN CPU kernels abort this ResNet classifier with "double free
     # or corruption" in about half the runs on this machine (measured: 9 of 15 runs
-    # with oneDNN, 0 of 5 without); see README, Known issues.
+    # with oneDNN, 0 of 5 without); see docs/running.md, Known issues.
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     data_dir, x_train, y_train = cifar10_folder
     workdir = copy_workflow(tmp_path)
