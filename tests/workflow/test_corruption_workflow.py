@@ -58,7 +58,7 @@ def test_a_truncated_artifact_fails_its_reader_naming_file_rule_and_fix(
     assert "CorruptArtifact" in output, output[-5000:]
     assert f"{artifact} is corrupt" in output, output[-5000:]
     assert "It is made by the workflow: delete the file and run again" in output
-    assert f"--forcerun {path}" in output
+    assert f"--forcerun {artifact}" in output  # the path as the job reads it, from the workdir
     assert not (workdir / target).exists()
 
 
