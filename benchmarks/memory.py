@@ -4,7 +4,7 @@ An STL-10-sized pool (100,000 unlabeled 96x96x3 images, written in STL-10's offi
 binary layout and prepared by the pipeline's own `prepare`) and study B's pool
 (MNIST training images 0-9,999 in all four rotations), each trained with the rotation
 pretext on the ResNet-20 encoder through the pipeline's input path
-(`selfsup.stages.common.load_pool` + `selfsup.data.inputs.batches`, the job's code) for a fixed number of
+(`selfsup.stages.common.load_pool` + `selfsup.inputs.batches`, the job's code) for a fixed number of
 batches. Each job runs in a fresh process; its resident memory is sampled every few
 batches and its peak read from /proc (VmHWM). The STL-10 pool runs twice: streamed from
 the HDF5 file (the default above `memory_limit_mb`) and loaded into memory. A job with
@@ -68,8 +68,8 @@ def worker(args) -> dict:
     import numpy as np
 
     from selfsup import artifacts
-    from selfsup.data.inputs import batches
     from selfsup.encoders import build_encoder
+    from selfsup.inputs import batches
     from selfsup.pretext import get_method
     from selfsup.stages.common import load_pool
 

@@ -12,7 +12,7 @@ loss, optimizer, batch size, augmentations and threads:
 
 The two-view methods (SimCLR, BYOL, SimSiam, Barlow Twins, VICReg) run in the pipeline
 as a pretext job does (selfsup.pretext_stage.train_pretext: prepared uint8 files, the
-selfsup.data.inputs tf.data batches, the method's Keras model with the augmentations
+selfsup.inputs tf.data batches, the method's Keras model with the augmentations
 inside, selfsup.training.fit, threads and deterministic ops from
 selfsup.training.configure) and with lightly the way its examples do (benchmarks/
 peer_torch.py: a per-image torchvision transform making two views, a DataLoader with

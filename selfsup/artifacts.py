@@ -371,7 +371,7 @@ class ImageFile:
     """Images of one part of a dataset file, read per batch: for pools too large for memory.
 
     Supports `len()`, `.shape` and indexing by a sorted, repeat-free index array, like the
-    in-memory arrays it stands in for (selfsup.data.inputs asks for nothing more).
+    in-memory arrays it stands in for (selfsup.inputs asks for nothing more).
     `stop` keeps only the first `stop` images (a contaminated file's genuine ones).
     """
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from selfsup import augment, probes, schedules, training
+from selfsup import augment_settings, probes, training_settings
 from selfsup import protocols as protocols_module
 from selfsup.data import sources
 from selfsup.data.dataset import DataError, foreign_count
@@ -427,10 +427,10 @@ def check_training(where: str, settings: dict, channels: int | None = None, view
     optimizer); `channels` of the images rules out colour augmentations on grayscale;
     `views` 1 (a stage that augments each image once) rules out a second view."""
     try:
-        schedules.check(settings)
-        augment.check(settings.get("augmentation") or {}, channels=channels, views=views)
+        training_settings.check_schedules(settings)
+        augment_settings.check(settings.get("augmentation") or {}, channels=channels, views=views)
         if settings.get("optimizer"):
-            training.check_optimizer(settings["optimizer"])
+            training_settings.check_optimizer(settings["optimizer"])
     except ValueError as err:
         raise StudyError(f"{where}.{err}") from None
 
@@ -443,7 +443,7 @@ def check_monitors(where: str, settings: dict, reported: list[str]) -> None:
         allowed += [f"val_{name}" for name in reported if name != "knn_accuracy"]
     for section in ("early_stopping", "reduce_on_plateau", "keep_best"):
         if settings.get(section):
-            monitor = settings[section].get("monitor", schedules.DEFAULT_MONITOR)
+            monitor = settings[section].get("monitor", training_settings.DEFAULT_MONITOR)
             if monitor not in allowed:
                 raise StudyError(
                     f"{where}.{section}.monitor: {monitor!r} is not reported by this training; "
@@ -598,7 +598,7 @@ def check_study(config: dict) -> dict:
     check_validation_splits(study, labeled)
 
     # Only now import what imports Keras (seconds): the checks above need none of it.
-    from selfsup import downstream, encoders, pretext
+    from selfsup import downstream, encoders, pretext, training
 
     encoder = study["encoder"]
     try:
@@ -627,7 +627,7 @@ def check_study(config: dict) -> dict:
         entry["options"] = check_options(f"pretext.{name}.options", entry.get("options", {}), method.OPTIONS)
         if not method.OWNS_AUGMENTATION:  # its input pipeline augments each image once
             try:
-                augment.check(entry.get("augmentation") or {}, views=1)
+                augment_settings.check(entry.get("augmentation") or {}, views=1)
             except ValueError as err:
                 raise StudyError(f"pretext.{name}.{err}") from None
         if getattr(method, "PIXEL_TARGETS", False) and normalization != "none":

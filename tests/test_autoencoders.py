@@ -16,8 +16,8 @@ import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 
 from selfsup import artifacts, downstream, encoders  # noqa: E402
-from selfsup.data.inputs import batches  # noqa: E402
 from selfsup.encoders import build_encoder  # noqa: E402
+from selfsup.inputs import batches  # noqa: E402
 from selfsup.pretext import get_method, reconstruction  # noqa: E402
 from selfsup.study import StudyError, check_study  # noqa: E402
 

@@ -1,7 +1,7 @@
 """What a prepared dataset and a study's split are, in memory.
 
 Images stay uint8 (N, H, W, C) everywhere but inside a training batch: scaling to
-[0, 1] and normalization happen per batch (selfsup.data.inputs), never on a whole pool.
+[0, 1] and normalization happen per batch (selfsup.inputs), never on a whole pool.
 """
 
 from __future__ import annotations

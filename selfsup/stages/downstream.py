@@ -14,18 +14,18 @@ from threadpoolctl import threadpool_limits
 from selfsup import (
     artifacts,
     augment,
+    callbacks,
     downstream,
     encoders,
     joint,
     monitor,
     probes,
     protocols,
-    schedules,
     training,
 )
-from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
 from selfsup.data.splits import validation_cut
 from selfsup.encoders import build_encoder
+from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
 from selfsup.stages import common
 
 
@@ -158,7 +158,7 @@ def train_downstream(
         samples_per_epoch=len(fit_pos),
         validation_data=validation,
         early_stopping=settings["early_stopping"],
-        extra_callbacks=schedules.callbacks(settings, common.keep_best_dir(resume_dir), stream),
+        extra_callbacks=callbacks.from_settings(settings, common.keep_best_dir(resume_dir), stream),
         resume_dir=resume_dir,
         stream=stream,
     )

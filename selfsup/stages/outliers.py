@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from selfsup import artifacts, augment, outliers, schedules, training
-from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
+from selfsup import artifacts, augment, outliers, training
 from selfsup.encoders import build_encoder
+from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
 from selfsup.stages import common
 
 
@@ -53,7 +53,7 @@ def filter_outliers(
     info = artifacts.read_labels(data_path)
     encoder = build_encoder(encoder_spec["name"], info["image_shape"], **encoder_spec["options"])
     steps = common.steps_per_epoch(len(labeled_pos), settings["batch_size"])
-    optimizer = training.make_optimizer(settings["optimizer"], schedules.learning_rate(settings, steps))
+    optimizer = training.make_optimizer(settings["optimizer"], training.learning_rate(settings, steps))
     print(
         f"outliers {settings['method']}: trained on {len(labeled_pos)} labeled images, scoring "
         f"{len(pool)} {part} images of the pool, at most {settings['epochs']} epochs",
