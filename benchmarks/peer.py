@@ -167,10 +167,11 @@ def prepare_worker(args) -> dict:
     .npy for the peer; the checked study."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from selfsup import artifacts
+    from selfsup.config import check_schema, fill_defaults, load_schema
     from selfsup.data.sources import prepare
     from selfsup.data.splits import split_dataset
     from selfsup.pretext import get_method
-    from selfsup.study import check_schema, check_study, fill_defaults, load_schema
+    from selfsup.study import check_study
 
     config = derive_study(args)
     schema = load_schema(ROOT / "schemas" / "study.schema.yaml")

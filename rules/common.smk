@@ -6,16 +6,10 @@ from snakemake.exceptions import WorkflowError
 from selfsup import fingerprints, pretext, protocols
 from selfsup.data import sources
 from selfsup.jobs import digest
-from selfsup.study import (
-    POOLS as POOL_MAKERS,
-    StudyError,
-    check_requests,
-    check_schema,
-    checked_study,
-    downstream_settings,
-    fill_defaults,
-    load_schema,
-)
+from selfsup.config import StudyError, check_schema, fill_defaults, load_schema
+from selfsup.protocols import downstream_settings
+from selfsup.study import POOLS as POOL_MAKERS
+from selfsup.study import check_requests, checked_study
 
 # TensorFlow's C++ start-up messages, when a full check imports it, drown the error.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from selfsup import augment_settings
+from selfsup.config import StudyError
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
@@ -230,3 +233,32 @@ def step_rate(schedule: dict, base: float, epoch: int) -> float:
         if epoch > boundary:
             rate = base * factor
     return rate
+
+
+def check_training(where: str, settings: dict, channels: int | None = None, views: int | None = None) -> None:
+    """Cross-key rules of one stage's training settings (schedules, augmentation,
+    optimizer); `channels` of the images rules out colour augmentations on grayscale;
+    `views` 1 (a stage that augments each image once) rules out a second view."""
+    try:
+        check_schedules(settings)
+        augment_settings.check(settings.get("augmentation") or {}, channels=channels, views=views)
+        if settings.get("optimizer"):
+            check_optimizer(settings["optimizer"])
+    except ValueError as err:
+        raise StudyError(f"{where}.{err}") from None
+
+
+def check_monitors(where: str, settings: dict, reported: list[str]) -> None:
+    """Every metric a callback watches must be one the model reports: `reported` names
+    training metrics; their val_ forms exist when there is a validation split."""
+    allowed = list(reported)
+    if settings.get("validation_split", 0):
+        allowed += [f"val_{name}" for name in reported if name != "knn_accuracy"]
+    for section in ("early_stopping", "reduce_on_plateau", "keep_best"):
+        if settings.get(section):
+            monitor = settings[section].get("monitor", DEFAULT_MONITOR)
+            if monitor not in allowed:
+                raise StudyError(
+                    f"{where}.{section}.monitor: {monitor!r} is not reported by this training; "
+                    f"allowed: {', '.join(allowed)}"
+                )

@@ -11,11 +11,13 @@ import pytest
 import yaml
 
 from selfsup import artifacts
+from selfsup.config import StudyError
 from selfsup.data import normalization, sources
+from selfsup.data.checks import check_dataset
 from selfsup.data.dataset import DataError, foreign_count
 from selfsup.data.generated import make_synthetic
 from selfsup.data.splits import make_split, split_dataset
-from selfsup.study import StudyError, check_dataset, check_study
+from selfsup.study import check_study
 
 REPO = Path(__file__).resolve().parents[1]
 # The dataset: synthetic images of another seed than the foreign source's defaults, so

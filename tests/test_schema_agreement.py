@@ -5,15 +5,14 @@ library; this test keeps the two in step. A new enum or pattern of names in the 
 must be added to AGREEMENTS, or the first test fails.
 """
 
-from pathlib import Path
 
 import pytest
 
 from selfsup import augment_settings, optimizers, protocols, training_settings
+from selfsup.config import SCHEMA_PATH, load_schema
 from selfsup.data import normalization, sources
-from selfsup.study import load_schema
 
-SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "schemas" / "study.schema.yaml")
+SCHEMA = load_schema(SCHEMA_PATH)
 
 # Schema location of an enum (or a pattern of names) -> what the code accepts there.
 AGREEMENTS = {

@@ -10,24 +10,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from selfsup.data.dataset import DataError
-from selfsup.data.generated import load_digits, make_synthetic
-from selfsup.data.sources import layout
-from selfsup.study import (
+from selfsup.config import (
     StudyError,
-    check_dataset,
     check_options,
-    check_requests,
     check_schema,
-    check_study,
-    check_training,
-    checked_study,
     coerce_command_line,
-    downstream_settings,
-    labeled_pool_size,
     load_schema,
     read_yaml,
 )
+from selfsup.data.checks import check_dataset, labeled_pool_size
+from selfsup.data.dataset import DataError
+from selfsup.data.generated import load_digits, make_synthetic
+from selfsup.data.sources import layout
+from selfsup.protocols import downstream_settings
+from selfsup.study import check_requests, check_study, checked_study
+from selfsup.training_settings import check_training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -999,7 +996,7 @@ def test_defaults_are_filled_as_snakemake_validate_fills_them():
     the filled study must be the same, or every job's params would change."""
     from snakemake.utils import validate
 
-    from selfsup.study import fill_defaults
+    from selfsup.config import fill_defaults
 
     for path in [
         ROOT / "tests" / "data" / "tiny_study.yaml",
