@@ -142,14 +142,15 @@ def split_settings(wildcards):
     }
 
 
+# The data layer, and each registered source's own module (a new dataset's one file).
 DATA_CODE = [
-    "data/sources.py",
     "data/formats.py",
     "data/archives.py",
     "data/idx.py",
     "data/generated.py",
     "data/dataset.py",
     "artifacts.py",
+    *sources.code_files(),
 ]
 # What every training job runs besides its method or protocol.
 TRAINING_CODE = [

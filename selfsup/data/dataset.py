@@ -76,9 +76,9 @@ class Source:
     from. `options` holds the defaults of the source's options, `choices` the allowed
     values of its string options.
 
-    A new dataset is one module that builds its `Source` and one line in
-    selfsup.data.sources.SOURCES; tests/test_sources.py holds the contract every entry
-    must meet.
+    A new dataset is one module that builds its `Source` (see selfsup/data/svhn.py) and
+    one line in selfsup.data.sources.SOURCES; tests/test_sources.py holds the contract
+    every entry must meet.
     """
 
     description: str

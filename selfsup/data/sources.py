@@ -7,14 +7,16 @@ its own unlabeled images and predefined folds. The schema's dataset names, the s
 checks and the download and prepare rules all read from here (tests/test_sources.py
 fails when the schema disagrees, or an entry breaks the contract every source meets).
 
-A new dataset can be one module building its `Source` (selfsup.data.dataset) and one
-line in SOURCES below.
+A new dataset is one module building its `Source` (selfsup.data.dataset), as
+selfsup/data/svhn.py does, and one line in SOURCES below; the sources defined in this
+file predate that convention.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import urllib.request
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfsup.data import archives, formats
+from selfsup.data import archives, formats, svhn
 from selfsup.data.dataset import DataError, Dataset, Foreign, Layout, Source, foreign_count
 from selfsup.data.generated import load_digits, make_synthetic
 from selfsup.data.idx import read_idx_folder
@@ -282,6 +284,7 @@ SOURCES: dict[str, Source] = {
         files={formats.STL10["archive"]: formats.STL10["md5"]},
         origin=formats.STL10["url"].rsplit("/", 1)[0] + "/",
     ),
+    "svhn": svhn.SOURCE,
     "digits": Source(
         description="scikit-learn's bundled 8x8 digits (no download), 1,500 train / 297 test",
         layout=_fixed(Layout(1500, 297, (8, 8, 1), DIGITS)),
@@ -301,6 +304,15 @@ def get_source(name: str) -> Source:
         return SOURCES[name]
     except KeyError:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}") from None
+
+
+def code_files() -> list[str]:
+    """The modules (paths relative to the selfsup package) that define the registered
+    sources' loaders: what a prepared file depends on besides the data layer's shared
+    modules, so that editing a dataset's module re-runs its prepare job."""
+    package = Path(__file__).resolve().parents[1]
+    modules = {sys.modules[source.load.__module__].__file__ for source in SOURCES.values()}
+    return sorted(Path(module).resolve().relative_to(package).as_posix() for module in modules)
 
 
 def layout(name: str, options: dict | None = None) -> Layout:
