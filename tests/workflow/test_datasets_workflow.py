@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 
+import data_writers
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,7 +39,7 @@ def cifar10_folder(tmp_path_factory):
     y_train, y_test = np.arange(200) % 10, np.arange(40) % 10
     x_train = glyph_images(200, 32, y_train, 0)
     x_test = glyph_images(40, 32, y_test, 1)
-    folder = formats.write_cifar10(
+    folder = data_writers.write_cifar10(
         root / formats.CIFAR10["folder"], x_train, y_train, x_test, y_test, sources.CIFAR10_CLASSES
     )
     return folder.parent, x_train, y_train
@@ -113,7 +114,7 @@ def test_stl10_folds_and_own_unlabeled_images_through_the_rules(tmp_path):
     y_train, y_test = np.arange(50) % 10, np.arange(20) % 10
     folds = [np.sort(rng.choice(50, 10, replace=False)) for _ in range(10)]
     x_unlabeled = glyph_images(30, 96, np.zeros(30, int), 4)
-    folder = formats.write_stl10(
+    folder = data_writers.write_stl10(
         tmp_path / "data" / formats.STL10["folder"],
         glyph_images(50, 96, y_train, 2),
         y_train,
@@ -154,7 +155,7 @@ def test_an_archive_that_fails_its_checksum_stops_at_prepare(tmp_path, cifar10_f
     offline = tmp_path / "offline"
     offline.mkdir()
     # Archived the official way, but not the official bytes: its MD5 cannot match.
-    formats.archive(data_dir / formats.CIFAR10["folder"], offline / formats.CIFAR10["archive"])
+    data_writers.archive(data_dir / formats.CIFAR10["folder"], offline / formats.CIFAR10["archive"])
     workdir = copy_workflow(tmp_path / "work")
     config = write_study(workdir / "study_d.yaml", tiny_study_d(offline))
     result = snakemake(workdir, config, "--cores", "2")
