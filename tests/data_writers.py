@@ -1,4 +1,4 @@
-"""Writers of the official binary layouts of CIFAR-10, CIFAR-100 and STL-10 (test fixtures).
+"""Writers of the official layouts of CIFAR-10, CIFAR-100, STL-10 and SVHN (test fixtures).
 
 They produce the official bytes, so tests and benchmarks can build small files that are
 faithful to the format and go through the same readers (selfsup.data.formats) as the
@@ -165,3 +165,17 @@ def archive(folder: str | Path, tar_gz_path: str | Path) -> Path:
     with tarfile.open(tar_gz_path, "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
     return tar_gz_path
+
+
+def write_svhn(path: str | Path, images: np.ndarray, digits: np.ndarray) -> Path:
+    """`images` (N, 32, 32, 3) and `digits` 0..9 as SVHN's format 2 .mat file stores them:
+    X shaped (32, 32, 3, N), y an (N, 1) column of labels 1..10 where 10 is the digit 0."""
+    from scipy.io import savemat
+
+    images = _images(images, (32, 32, 3), "images")
+    digits = _labels(digits, len(images), 10, "digits")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]
+    savemat(path, {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)), "y": labels})
+    return path

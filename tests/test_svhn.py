@@ -7,18 +7,12 @@ import hashlib
 
 import numpy as np
 import pytest
+from data_writers import write_svhn
 from scipy.io import savemat
 
 from selfsup.data import svhn
 from selfsup.data.dataset import DataError
 from selfsup.data.sources import SOURCES, load_dataset
-
-
-def write_svhn_mat(path, images: np.ndarray, digits: np.ndarray) -> None:
-    """`images` (N, 32, 32, 3) and `digits` 0..9 as SVHN's format 2 stores them: X shaped
-    (32, 32, 3, N), y an (N, 1) column of labels 1..10 where 10 is the digit 0."""
-    labels = np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]
-    savemat(path, {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)), "y": labels})
 
 
 def write_svhn_folder(folder, n_train=7, n_test=4, seed=0):
@@ -30,7 +24,7 @@ def write_svhn_folder(folder, n_train=7, n_test=4, seed=0):
         x = rng.integers(0, 200, (n, 32, 32, 3), dtype=np.uint8)
         x[0, 1, 2] = (255, 0, 0)
         y = np.arange(n) % 10
-        write_svhn_mat(folder / svhn.FILES[split][0], x, y)
+        write_svhn(folder / svhn.FILES[split][0], x, y)
         arrays[split] = (x, y)
     return arrays
 
