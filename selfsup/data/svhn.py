@@ -78,12 +78,10 @@ def load(folder, work_dir=None, verify=True, option="dataset.data_dir", files=No
             f"missing {' and '.join(missing)}; put the official SVHN files there (from {ORIGIN}), "
             f"or set {option} to the folder that holds them, or leave it empty to download"
         )
-    arrays = {}
-    for split, (name, _) in FILES.items():
-        if verify:
+    if verify:  # every file, before any is parsed
+        for name, _ in FILES.values():
             archives.check_md5(folder / name, files[name], option)
-        arrays[split] = read_mat(folder / name, option)
-    (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
+    (x_train, y_train), (x_test, y_test) = (read_mat(folder / FILES[s][0], option) for s in ("train", "test"))
     return Dataset(x_train, y_train, x_test, y_test, list(CLASS_NAMES))
 
 
