@@ -139,6 +139,9 @@ def stl10_sized(args) -> Path:
     """STL-10's official layout with `args.unlabeled` generated unlabeled images, prepared."""
     import numpy as np
 
+    sys.path.insert(0, str(ROOT / "tests"))  # the official-layout writers are test fixtures
+    from data_writers import write_stl10
+
     from selfsup.data import formats, sources
 
     data = args.out / "stl10.h5"
@@ -153,7 +156,7 @@ def stl10_sized(args) -> Path:
 
     y_train, y_test = np.arange(500) % 10, np.arange(100) % 10
     print("writing STL-10-format files ...", flush=True)
-    formats.write_stl10(
+    write_stl10(
         folder,
         rng.integers(0, 256, (500, 96, 96, 3), dtype=np.uint8),
         y_train,

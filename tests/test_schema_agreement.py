@@ -5,7 +5,6 @@ library; this test keeps the two in step. A new enum or pattern of names in the 
 must be added to AGREEMENTS, or the first test fails.
 """
 
-
 import pytest
 
 from selfsup import augment_settings, optimizers, protocols, training_settings

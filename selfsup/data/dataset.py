@@ -1,4 +1,8 @@
-"""What a prepared dataset and a study's split are, in memory.
+"""What a source declares (`Source`, `Layout`) and what a prepared dataset is, in memory.
+
+`Source` and `Layout` live here, below the registry (selfsup.data.sources), so that a
+dataset's own module can build its `Source` and the registry list it in one line
+without an import cycle.
 
 Images stay uint8 (N, H, W, C) everywhere but inside a training batch: scaling to
 [0, 1] and normalization happen per batch (selfsup.inputs), never on a whole pool.
@@ -7,6 +11,7 @@ Images stay uint8 (N, H, W, C) everywhere but inside a training batch: scaling t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +46,53 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a source holds, for given options: sizes, image shape, classes."""
+
+    n_train: int
+    n_test: int
+    image_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    n_unlabeled: int = 0  # the source's own unlabeled images (STL-10), 0 if none
+    n_folds: int = 0  # predefined folds of training indices (STL-10), 0 if none
+    fold_size: int = 0  # training images in each fold
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset: its files, layout, options and loader.
+
+    `load(folder, work_dir, verify, option, files, contents, **options)` reads the dataset
+    from `folder` (the download folder or the study setting `option`), checking its files
+    against the entry's `files` and `contents` checksums when `verify`; archives are
+    extracted into `work_dir`.
+    `files` maps each official file to its published MD5; empty when nothing is
+    downloaded. `contents` maps the decompressed name of each gzip-compressed file (the
+    IDX files) to the MD5 of its decompressed bytes, which a folder may hold raw or
+    compressed by another tool. `origin` is the URL prefix the files are downloaded
+    from. `options` holds the defaults of the source's options, `choices` the allowed
+    values of its string options.
+
+    A new dataset is one module that builds its `Source` (see selfsup/data/svhn.py) and
+    one line in selfsup.data.sources.SOURCES; tests/test_sources.py holds the contract
+    every entry must meet.
+    """
+
+    description: str
+    layout: Callable[[dict], Layout]
+    load: Callable[..., Dataset]
+    options: dict = field(default_factory=dict)
+    choices: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    origin: str = ""
+    contents: dict = field(default_factory=dict)
+
+    @property
+    def needs_files(self) -> bool:
+        return bool(self.files)
 
 
 @dataclass
