@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from selfsup.pretext import get_method
-from selfsup.pretext.byol import target_momentum
+from selfsup.pretext.momentum import target_momentum
 from selfsup.training import make_optimizer
 
 TWO_VIEW = ["simclr", "nnclr", "simsiam", "barlow_twins", "byol", "vicreg"]
@@ -148,8 +148,8 @@ def test_byol_momentum_rises_from_base_to_one():
 def test_nnclr_queue_holds_the_latest_projections(tiny_encoder):
     model, _ = trained("nnclr", tiny_encoder, steps=3, queue_size=40)
     # 3 steps of 16 into 40 rows: the pointer wrapped to 8; every row has unit norm.
-    assert int(model.queue_position.numpy()) == (3 * 16) % 40
-    np.testing.assert_allclose(np.linalg.norm(model.queue.numpy(), axis=1), 1.0, rtol=1e-5)
+    assert int(model.queue.position.numpy()) == (3 * 16) % 40
+    np.testing.assert_allclose(np.linalg.norm(model.queue.vectors.numpy(), axis=1), 1.0, rtol=1e-5)
 
 
 def test_pre_made_views_are_used_as_given(tiny_encoder):
