@@ -38,7 +38,9 @@ class Queue(keras.layers.Layer):
         self.built = True
 
     def enqueue(self, batch) -> None:
-        """Overwrite the oldest rows with the L2-normalized rows of `batch` (no gradient)."""
+        """Overwrite the oldest rows with the L2-normalized rows of `batch` (no gradient).
+        The batch must not be longer than the queue (the methods' `check` asks for that):
+        rows written twice in one scatter would end in no defined order."""
         size = tf.shape(self.vectors, out_type=tf.int64)[0]
         count = tf.shape(batch, out_type=tf.int64)[0]
         rows = (self.position + tf.range(count)) % size
