@@ -64,6 +64,9 @@ HEADS = {
     # BYOL's own advice for short runs is a lower base momentum (see its OPTIONS).
     "byol": {"projector": [32, 16], "predictor": [32, 16], "momentum": 0.9},
     "vicreg": {"projector": [32, 32]},
+    # A queue of a quarter of the pool (its default 4,096 is four pools). Its default
+    # momentum: with BYOL's 0.9 here, the keys follow the queries and MoCo collapses.
+    "mocov2plus": {"projector": [32, 16], "queue_size": 256},
 }
 K, TEMPERATURE = 20, 0.1  # the kNN classifier (selfsup.monitor.knn_accuracy)
 MARGIN = 0.05  # what training must add to the random encoder's kNN accuracy
