@@ -33,7 +33,6 @@ class BYOLModel(MomentumTargetMixin, TwoViewModel):
 
 class BYOL(TwoViewMethod):
     MODEL = BYOLModel
-    SHARED_CODE = (*TwoViewMethod.SHARED_CODE, "pretext/momentum.py")
     WIDTHS = ("projector", "predictor")
     PREDICTOR = "predictor"
     OPTIONS = {

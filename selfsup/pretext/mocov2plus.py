@@ -87,7 +87,6 @@ class MoCoV2PlusModel(MomentumTargetMixin, TwoViewModel):
 
 class MoCoV2Plus(TwoViewMethod):
     MODEL = MoCoV2PlusModel
-    SHARED_CODE = (*TwoViewMethod.SHARED_CODE, "pretext/momentum.py", "pretext/queue.py")
     # MoCo v2's head (moco/builder.py with --mlp; solo-learn's mocov2plus.py):
     # Linear-ReLU-Linear, no BatchNorm.
     PROJECTOR_HIDDEN_BATCH_NORM = False

@@ -33,7 +33,6 @@ class NNCLRModel(TwoViewModel):
 
 class NNCLR(TwoViewMethod):
     MODEL = NNCLRModel
-    SHARED_CODE = (*TwoViewMethod.SHARED_CODE, "pretext/queue.py")
     WIDTHS = ("projector", "predictor")
     PREDICTOR = "predictor"
     # solo-learn's projector (solo/methods/nnclr.py) ends in a BatchNorm1d with scale and
