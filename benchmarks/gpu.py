@@ -335,10 +335,10 @@ def pipeline_rate(args) -> dict:
 
     from selfsup import artifacts
     from selfsup.config import check_schema, fill_defaults, load_schema
-    from selfsup.data.sources import prepare
-    from selfsup.data.splits import split_dataset
     from selfsup.pretext import get_method
     from selfsup.stages import pretext as pretext_stage
+    from selfsup.stages.prepare import prepare
+    from selfsup.stages.split import split_dataset
     from selfsup.study import check_study
 
     study = task_study(args)

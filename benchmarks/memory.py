@@ -143,6 +143,7 @@ def stl10_sized(args) -> Path:
     from data_writers import write_stl10
 
     from selfsup.data import formats, sources
+    from selfsup.stages.prepare import prepare
 
     data = args.out / "stl10.h5"
     if data.exists():
@@ -167,7 +168,7 @@ def stl10_sized(args) -> Path:
         sources.STL10_CLASSES,
     )
     print("preparing them ...", flush=True)
-    sources.prepare("stl10", folder.parent, {}, data, {"dataset": "stl10"})
+    prepare("stl10", folder.parent, {}, data, {"dataset": "stl10"})
     return data
 
 
@@ -178,13 +179,13 @@ def main(argv=None):
         return
     import numpy as np
 
-    from selfsup.data import sources
+    from selfsup.stages.prepare import prepare
 
     args.out.mkdir(parents=True, exist_ok=True)
     stl = stl10_sized(args)
     mnist = args.out / "mnist.h5"
     if not mnist.exists():
-        sources.prepare("mnist", SHARED / "mnist", {}, mnist, {"dataset": "mnist"})
+        prepare("mnist", SHARED / "mnist", {}, mnist, {"dataset": "mnist"})
     study_b_pool = np.repeat(np.arange(10000), 4)  # every image in all four rotations
     rows = [
         run_job(args, stl, "unlabeled", np.arange(256), 2048, "floor: 256 STL-10-sized images"),

@@ -168,9 +168,9 @@ def prepare_worker(args) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from selfsup import artifacts
     from selfsup.config import check_schema, fill_defaults, load_schema
-    from selfsup.data.sources import prepare
-    from selfsup.data.splits import split_dataset
     from selfsup.pretext import get_method
+    from selfsup.stages.prepare import prepare
+    from selfsup.stages.split import split_dataset
     from selfsup.study import check_study
 
     config = derive_study(args)

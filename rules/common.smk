@@ -205,7 +205,7 @@ def stage_inputs(wildcards):
 def pretext_inputs(wildcards):
     inputs = {**stage_inputs(wildcards), "pool": pool_input(wildcards)}
     if pretext.has_pseudo_labels(PRETEXT[wildcards.method]["method"]):
-        inputs["pseudo"] = fill(rules.pseudo_labels.output[0], wildcards)
+        inputs["pseudo"] = fill(rules.pseudo_labels.output.labels, wildcards)
     return inputs
 
 

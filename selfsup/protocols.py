@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 from selfsup import probes
-from selfsup.config import StudyError
 from selfsup.data.splits import validation_size
 from selfsup.probes import FEATURE_PROTOCOLS
 
@@ -75,13 +74,13 @@ def check_feature_protocols(study: dict, labeled: int, num_classes: int) -> None
             used[probes.FEATURE_PROTOCOLS[protocol][1]].append(protocol)
     smallest = min(labeled if budget == "all" else budget for budget in study["budgets"])
     if used["knn"] and settings["knn"]["k"] > smallest:
-        raise StudyError(
+        raise ValueError(
             f"downstream.knn.k: {settings['knn']['k']} neighbours, but the smallest budget has "
             f"{smallest} labeled images to search ({', '.join(used['knn'])}); use k <= {smallest} "
             "or larger budgets"
         )
     if used["linear"] and smallest < 2 * num_classes:
-        raise StudyError(
+        raise ValueError(
             f"budgets: the linear probe ({', '.join(used['linear'])}) chooses its regularization by cross-validation, "
             f"which needs 2 labeled images of each of the {num_classes} classes; the smallest "
             f"budget has {smallest}: use budgets of at least {2 * num_classes}"
@@ -106,7 +105,7 @@ def check_validation_splits(study: dict, labeled: int) -> None:
             try:
                 validation_size(size, fraction)
             except ValueError as err:
-                raise StudyError(
+                raise ValueError(
                     f"{where}.validation_split: budget {budget}: {err}; use a larger budget or "
                     "validation_split, or 0 to train on every label"
                 ) from None

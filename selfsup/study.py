@@ -129,9 +129,15 @@ def check_study(config: dict) -> dict:
                 "same classifiers would train twice; remove one of them"
             )
     normalization = study["dataset"].get("normalization", "none")
-    check_training_sections(study, image_shape[-1])
-    check_feature_protocols(study, labeled, len(layout.class_names))
-    check_validation_splits(study, labeled)
+    try:
+        # Checks kept next to their code raise ValueError with the key at fault.
+        check_training_sections(study, image_shape[-1])
+        check_feature_protocols(study, labeled, len(layout.class_names))
+        check_validation_splits(study, labeled)
+    except ValueError as err:
+        if isinstance(err, StudyError):
+            raise
+        raise StudyError(str(err)) from None
 
     # Only now import what imports Keras (seconds): the checks above need none of it.
     from selfsup import downstream, encoders, pretext, training
@@ -193,7 +199,10 @@ def check_study(config: dict) -> dict:
                     f"{knn['every']} epochs (knn_monitor.every), so the epochs between have none; "
                     "set knn_monitor.every to 1 to watch it"
                 )
-        check_monitors(f"pretext.{name}", entry, method.metric_names(entry["options"]) + watched)
+        try:
+            check_monitors(f"pretext.{name}", entry, method.metric_names(entry["options"]) + watched)
+        except ValueError as err:
+            raise StudyError(str(err)) from None
 
     check_pools(study, image_shape)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 from selfsup import augment_settings
-from selfsup.config import StudyError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -245,7 +244,7 @@ def check_training(where: str, settings: dict, channels: int | None = None, view
         if settings.get("optimizer"):
             check_optimizer(settings["optimizer"])
     except ValueError as err:
-        raise StudyError(f"{where}.{err}") from None
+        raise ValueError(f"{where}.{err}") from None
 
 
 def check_monitors(where: str, settings: dict, reported: list[str]) -> None:
@@ -258,7 +257,7 @@ def check_monitors(where: str, settings: dict, reported: list[str]) -> None:
         if settings.get(section):
             monitor = settings[section].get("monitor", DEFAULT_MONITOR)
             if monitor not in allowed:
-                raise StudyError(
+                raise ValueError(
                     f"{where}.{section}.monitor: {monitor!r} is not reported by this training; "
                     f"allowed: {', '.join(allowed)}"
                 )

@@ -9,7 +9,8 @@ from selfsup import artifacts
 from selfsup.data import normalization
 from selfsup.data.dataset import Dataset
 from selfsup.data.normalization import Normalization, compute
-from selfsup.data.splits import Split, split_dataset
+from selfsup.data.splits import Split
+from selfsup.stages.split import split_dataset
 
 
 def color_images(n=50, shape=(6, 5, 3), seed=0) -> np.ndarray:

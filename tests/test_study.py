@@ -578,9 +578,9 @@ def test_sound_schedule_and_augmentation_pass(study):
 
 
 def test_check_training_rejects_a_shift_of_more_than_the_image():
-    with pytest.raises(StudyError, match=r"^downstream\.augmentation\.shift must lie in \[0, 1\), got 1\.5"):
+    with pytest.raises(ValueError, match=r"^downstream\.augmentation\.shift must lie in \[0, 1\), got 1\.5"):
         check_training("downstream", {"augmentation": {"shift": 1.5}})
-    with pytest.raises(StudyError, match=r"^pretext\.rotation\.augmentation: unknown key\(s\) \['jitter'\]"):
+    with pytest.raises(ValueError, match=r"^pretext\.rotation\.augmentation: unknown key\(s\) \['jitter'\]"):
         check_training("pretext.rotation", {"augmentation": {"jitter": 0.1}})
     check_training("downstream", {"augmentation": {"horizontal_flip": True, "shift": 0.5}})
     check_training("downstream", {"augmentation": None})

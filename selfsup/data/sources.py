@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -402,44 +401,6 @@ def foreign_images(
     # Only the chosen images are copied out of the (possibly memmapped) source.
     images = np.asarray(source.x_train[index], np.uint8)
     return Foreign(images, index.astype(np.int64), name, float(fraction), int(seed))
-
-
-def prepare(
-    name: str,
-    folder,
-    options: dict,
-    path,
-    meta: dict,
-    contamination: dict | None = None,
-    verify_checksums: bool = True,
-) -> None:
-    """Load source `name` and write it to `path` (selfsup.artifacts' dataset layout).
-
-    Archives are extracted into a temporary folder beside `path` (the data folder may be
-    read-only, and /tmp too small for STL-10), removed once the images are copied out.
-    `contamination` ({source, fraction, seed, folder}): append foreign training images
-    of another source after the training images, labeled -1 (see `foreign_images`).
-    `verify_checksums`: check both sources' files against their published checksums.
-    """
-    from selfsup import artifacts
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".extract-", dir=Path(path).parent) as work_dir:
-        dataset = load_dataset(name, folder, work_dir, verify_checksums=verify_checksums, **options)
-        print(
-            f"{name}: train {dataset.x_train.shape}, test {dataset.x_test.shape}, unlabeled "
-            f"{None if dataset.x_unlabeled is None else dataset.x_unlabeled.shape}",
-            flush=True,
-        )
-        foreign = None
-        if contamination:
-            foreign = foreign_images(contamination, dataset, Path(work_dir) / "foreign", verify_checksums)
-            print(
-                f"contamination: {len(foreign.images)} {foreign.source} training images appended "
-                f"(fraction {foreign.fraction}, seed {foreign.seed})",
-                flush=True,
-            )
-        artifacts.write_dataset(path, dataset, meta, foreign=foreign)
 
 
 _TIMEOUT = 60  # seconds without a byte before a download counts as failed

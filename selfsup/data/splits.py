@@ -205,41 +205,6 @@ def make_split(
     )
 
 
-def split_dataset(data_path, settings: dict, seed: int) -> Split:
-    """The split of replicate `seed` of the prepared dataset at `data_path`.
-
-    `settings`: the study's split section plus `normalization` (its kind), whose
-    statistics come from the genuine training images, read in chunks from the file.
-    A contaminated file's foreign images and fraction come from the file itself.
-    """
-    from selfsup import artifacts
-    from selfsup.data import normalization
-
-    info = artifacts.read_labels(data_path)
-    foreign = info["foreign"]
-    images = artifacts.ImageFile(data_path, "train", stop=info["sizes"]["train"] - len(foreign))
-    try:
-        stats = normalization.compute(settings.get("normalization", "none"), images)
-    finally:
-        images.close()
-    return make_split(
-        info["y_train"],
-        info["sizes"]["test"],
-        settings.get("labeled"),
-        settings.get("unlabeled"),
-        settings.get("test"),
-        seed=seed,
-        labeled_fraction=settings.get("labeled_fraction"),
-        folds=settings.get("folds", False),
-        predefined_folds=info["folds"],
-        n_own_unlabeled=info["sizes"].get("unlabeled", 0),
-        normalization=stats,
-        monitor=settings.get("monitor", 0),
-        foreign=foreign,
-        foreign_fraction=(info["contamination"] or {}).get("fraction", 0.0),
-    )
-
-
 def validation_size(n: int, fraction: float) -> int:
     """Examples of n that a validation split of `fraction` holds out; ValueError when it
     leaves either side empty."""

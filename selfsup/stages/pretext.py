@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from selfsup.data.dataset import scale
 from selfsup.data.splits import validation_cut
 from selfsup.encoders import build_encoder
 from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
+from selfsup.jobs import input_files, resume_dir
 from selfsup.pretext import get_method
 from selfsup.stages import common
 
@@ -182,3 +184,24 @@ def _knn_monitor(data_path, split, encoder, knn: dict, stream):
         flush=True,
     )
     return callbacks.KnnMonitor(encoder, images, labels, **knn, stream=stream)
+
+
+def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
+    """The pretext rule's job."""
+    seed = int(wildcards["seed"])
+    settings = params["settings"]
+    training.configure(params["tf_threads"], seed, settings["deterministic"])
+    train_pretext(
+        data_path=inputs["data"],
+        split_path=inputs["split"],
+        pool_path=inputs["pool"],
+        pseudo_path=inputs.get("pseudo"),
+        settings=settings,
+        encoder_spec=params["encoder"],
+        seed=seed,
+        meta={"study": params["study"], "pretext": wildcards["method"], "pool": wildcards["pool"]},
+        encoder_path=outputs["encoder"],
+        history_path=outputs["history"],
+        examples_path=outputs["examples"],
+        resume_dir=resume_dir(Path(outputs["encoder"]).parent, list(params.values()), input_files(inputs)),
+    )
