@@ -54,15 +54,10 @@ wildcard_constraints:
 
 def run(**fixed):
     """RUN with the wildcards named in `fixed` set (the others stay wildcards)."""
-    return RUN.format_map(
-        {
-            **{
-                k: "{" + k + "}"
-                for k in ("pool", "method", "protocol", "budget", "seed")
-            },
-            **fixed,
-        }
-    )
+    wildcards = {
+        key: f"{{{key}}}" for key in ("pool", "method", "protocol", "budget", "seed")
+    }
+    return RUN.format_map({**wildcards, **fixed})
 
 
 # What every training job asks of the machine and passes its script besides its own
@@ -236,8 +231,7 @@ def run_pools(method, protocol):
 
 def run_dirs(protocols_run=PROTOCOLS):
     return [
-        f"{RESULTS}/"
-        + run(pool=pool, method=method, protocol=protocol, budget=budget, seed=seed)
+        f"{RESULTS}/{run(pool=pool, method=method, protocol=protocol, budget=budget, seed=seed)}"
         for protocol in protocols_run
         for method in run_methods(protocol)
         for pool in run_pools(method, protocol)
@@ -311,20 +305,22 @@ def self_training_inputs(wildcards):
 # --- report -------------------------------------------------------------------
 
 
+def example_run(protocol, method, budget):
+    return run(
+        pool=run_pools(method, protocol)[0],
+        method=method,
+        protocol=protocol,
+        budget=budget,
+        seed=STUDY["seeds"][0],
+    )
+
+
 def example_runs():
     """Runs whose predictions for one test image are plotted: first seed and pool, largest budget."""
     budgets = STUDY["budgets"]
     largest = "all" if "all" in budgets else max(budgets)
     return [
-        f"{RESULTS}/"
-        + run(
-            pool=run_pools(method, protocol)[0],
-            method=method,
-            protocol=protocol,
-            budget=largest,
-            seed=STUDY["seeds"][0],
-        )
-        + "/metrics.json"
+        f"{RESULTS}/{example_run(protocol, method, largest)}/metrics.json"
         for protocol in PROTOCOLS
         for method in run_methods(protocol)
     ]

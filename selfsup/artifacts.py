@@ -24,9 +24,8 @@ import h5py
 import numpy as np
 
 from selfsup import __version__
-from selfsup.data.dataset import NO_LABEL, Dataset, Foreign
+from selfsup.data.dataset import NO_LABEL, Dataset, Foreign, Split
 from selfsup.data.normalization import Normalization
-from selfsup.data.splits import Split
 
 CHECKSUM_ATTR = "checksum"
 KIND_ATTR = "artifact"

@@ -7,9 +7,8 @@ import pytest
 
 from selfsup import artifacts
 from selfsup.data import normalization
-from selfsup.data.dataset import Dataset
+from selfsup.data.dataset import Dataset, Split
 from selfsup.data.normalization import Normalization, compute
-from selfsup.data.splits import Split
 from selfsup.stages.split import split_dataset
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from selfsup.data.normalization import Normalization
+
 
 class DataError(ValueError):
     """A dataset file is missing or not what it claims to be."""
@@ -126,3 +128,33 @@ def foreign_count(fraction: float, n_genuine: int, *, up: bool = False) -> int:
 def scale(images: np.ndarray) -> np.ndarray:
     """uint8 pixels to float32 in [0, 1] (for small arrays; batches scale in tf.data)."""
     return np.asarray(images, dtype=np.float32) / 255.0
+
+
+@dataclass
+class Split:
+    """Indices into a dataset: `labeled`, `unlabeled` and `test` pools.
+
+    `budget_order` is the labeled pool reordered so that every prefix is a
+    class-stratified subset: the budget of n labels is `budget_order[:n]`.
+    `monitor` is a labeled slice held out from every budget, on which pretext runs
+    report their kNN accuracy (selfsup.monitor). `foreign`: the entries of `unlabeled`
+    that are foreign images of a contaminated dataset (indices into the training
+    images, sorted), empty when none.
+    """
+
+    labeled: np.ndarray
+    unlabeled: np.ndarray
+    test: np.ndarray
+    budget_order: np.ndarray
+    unlabeled_part: str = "train"  # which images `unlabeled` indexes: train | unlabeled
+    normalization: Normalization = field(default_factory=Normalization)
+    monitor: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    foreign: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def budget(self, n: int | str) -> np.ndarray:
+        if n == "all":
+            return self.budget_order
+        n = int(n)
+        if n > len(self.budget_order):
+            raise ValueError(f"budget {n} exceeds the labeled pool of {len(self.budget_order)}")
+        return self.budget_order[:n]

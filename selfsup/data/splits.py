@@ -12,44 +12,12 @@ the test set and normalization statistics see the genuine images only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from selfsup.data.dataset import foreign_count
+from selfsup.data.dataset import Split, foreign_count
 from selfsup.data.normalization import Normalization
 
 OWN_UNLABELED = "own"  # split.unlabeled value: the dataset's own unlabeled images
-
-
-@dataclass
-class Split:
-    """Indices into a dataset: `labeled`, `unlabeled` and `test` pools.
-
-    `budget_order` is the labeled pool reordered so that every prefix is a
-    class-stratified subset: the budget of n labels is `budget_order[:n]`.
-    `monitor` is a labeled slice held out from every budget, on which pretext runs
-    report their kNN accuracy (selfsup.monitor). `foreign`: the entries of `unlabeled`
-    that are foreign images of a contaminated dataset (indices into the training
-    images, sorted), empty when none.
-    """
-
-    labeled: np.ndarray
-    unlabeled: np.ndarray
-    test: np.ndarray
-    budget_order: np.ndarray
-    unlabeled_part: str = "train"  # which images `unlabeled` indexes: train | unlabeled
-    normalization: Normalization = field(default_factory=Normalization)
-    monitor: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    foreign: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def budget(self, n: int | str) -> np.ndarray:
-        if n == "all":
-            return self.budget_order
-        n = int(n)
-        if n > len(self.budget_order):
-            raise ValueError(f"budget {n} exceeds the labeled pool of {len(self.budget_order)}")
-        return self.budget_order[:n]
 
 
 def index_range(bounds: list[int] | None, size: int, what: str) -> np.ndarray:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from selfsup import artifacts
 from selfsup.data import normalization, splits
+from selfsup.data.dataset import Split
 
 
-def split_dataset(data_path, settings: dict, seed: int) -> splits.Split:
+def split_dataset(data_path, settings: dict, seed: int) -> Split:
     """The split of replicate `seed` of the prepared dataset at `data_path`.
 
     `settings`: the study's split section plus `normalization` (its kind), whose
