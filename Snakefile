@@ -9,7 +9,7 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-from selfsup.study import StudyError, coerce_command_line, load_schema, read_yaml
+from selfsup.config import StudyError, coerce_command_line, load_schema, read_yaml
 
 # Each study file read as the study check reads it: Snakemake's own error for a YAML
 # syntax error has no line number, and its loader keeps the last of a key written twice.

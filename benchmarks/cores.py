@@ -50,8 +50,8 @@ def worker(intra: int, inter: int, images: int, epochs: int) -> dict:
 
     from selfsup import downstream, protocols, training
     from selfsup.data.generated import make_synthetic
-    from selfsup.data.inputs import batches
     from selfsup.encoders import build_encoder
+    from selfsup.inputs import batches
     from selfsup.pretext import get_method
 
     data = make_synthetic(n_train=images, n_test=10, image_size=28, num_classes=10, seed=0)

@@ -152,7 +152,7 @@ def two_view_curves(args, method_name: str, variants: dict) -> list[dict]:
     import numpy as np
     import tensorflow as tf
 
-    from selfsup import augment, schedules, training
+    from selfsup import augment, training
     from selfsup.data.sources import load_dataset
     from selfsup.encoders import build_encoder
     from selfsup.monitor import encoder_features, knn_accuracy
@@ -187,7 +187,7 @@ def two_view_curves(args, method_name: str, variants: dict) -> list[dict]:
             if tweak is not None:
                 tweak(model)
             settings = {"optimizer": optimizer, "epochs": args.two_view_epochs, "lr_schedule": SCHEDULE}
-            rate = schedules.learning_rate(settings, steps)
+            rate = training.learning_rate(settings, steps)
             model.compile(optimizer=training.make_optimizer(optimizer, learning_rate=rate))
             row = {"variant": variant, "seed": seed}
             if hasattr(model, "target"):

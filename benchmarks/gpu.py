@@ -334,11 +334,12 @@ def pipeline_rate(args) -> dict:
     import io
 
     from selfsup import artifacts
-    from selfsup.data.sources import prepare
-    from selfsup.data.splits import split_dataset
+    from selfsup.config import check_schema, fill_defaults, load_schema
     from selfsup.pretext import get_method
     from selfsup.stages import pretext as pretext_stage
-    from selfsup.study import check_schema, check_study, fill_defaults, load_schema
+    from selfsup.stages.prepare import prepare
+    from selfsup.stages.split import split_dataset
+    from selfsup.study import check_study
 
     study = task_study(args)
     schema = load_schema(ROOT / "schemas" / "study.schema.yaml")

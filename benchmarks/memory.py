@@ -4,7 +4,7 @@ An STL-10-sized pool (100,000 unlabeled 96x96x3 images, written in STL-10's offi
 binary layout and prepared by the pipeline's own `prepare`) and study B's pool
 (MNIST training images 0-9,999 in all four rotations), each trained with the rotation
 pretext on the ResNet-20 encoder through the pipeline's input path
-(`selfsup.stages.common.load_pool` + `selfsup.data.inputs.batches`, the job's code) for a fixed number of
+(`selfsup.stages.common.load_pool` + `selfsup.inputs.batches`, the job's code) for a fixed number of
 batches. Each job runs in a fresh process; its resident memory is sampled every few
 batches and its peak read from /proc (VmHWM). The STL-10 pool runs twice: streamed from
 the HDF5 file (the default above `memory_limit_mb`) and loaded into memory. A job with
@@ -68,8 +68,8 @@ def worker(args) -> dict:
     import numpy as np
 
     from selfsup import artifacts
-    from selfsup.data.inputs import batches
     from selfsup.encoders import build_encoder
+    from selfsup.inputs import batches
     from selfsup.pretext import get_method
     from selfsup.stages.common import load_pool
 
@@ -139,7 +139,11 @@ def stl10_sized(args) -> Path:
     """STL-10's official layout with `args.unlabeled` generated unlabeled images, prepared."""
     import numpy as np
 
+    sys.path.insert(0, str(ROOT / "tests"))  # the official-layout writers are test fixtures
+    from data_writers import write_stl10
+
     from selfsup.data import formats, sources
+    from selfsup.stages.prepare import prepare
 
     data = args.out / "stl10.h5"
     if data.exists():
@@ -153,7 +157,7 @@ def stl10_sized(args) -> Path:
 
     y_train, y_test = np.arange(500) % 10, np.arange(100) % 10
     print("writing STL-10-format files ...", flush=True)
-    formats.write_stl10(
+    write_stl10(
         folder,
         rng.integers(0, 256, (500, 96, 96, 3), dtype=np.uint8),
         y_train,
@@ -164,7 +168,7 @@ def stl10_sized(args) -> Path:
         sources.STL10_CLASSES,
     )
     print("preparing them ...", flush=True)
-    sources.prepare("stl10", folder.parent, {}, data, {"dataset": "stl10"})
+    prepare("stl10", folder.parent, {}, data, {"dataset": "stl10"})
     return data
 
 
@@ -175,13 +179,13 @@ def main(argv=None):
         return
     import numpy as np
 
-    from selfsup.data import sources
+    from selfsup.stages.prepare import prepare
 
     args.out.mkdir(parents=True, exist_ok=True)
     stl = stl10_sized(args)
     mnist = args.out / "mnist.h5"
     if not mnist.exists():
-        sources.prepare("mnist", SHARED / "mnist", {}, mnist, {"dataset": "mnist"})
+        prepare("mnist", SHARED / "mnist", {}, mnist, {"dataset": "mnist"})
     study_b_pool = np.repeat(np.arange(10000), 4)  # every image in all four rotations
     rows = [
         run_job(args, stl, "unlabeled", np.arange(256), 2048, "floor: 256 STL-10-sized images"),

@@ -12,7 +12,7 @@ loss, optimizer, batch size, augmentations and threads:
 
 The two-view methods (SimCLR, BYOL, SimSiam, Barlow Twins, VICReg) run in the pipeline
 as a pretext job does (selfsup.pretext_stage.train_pretext: prepared uint8 files, the
-selfsup.data.inputs tf.data batches, the method's Keras model with the augmentations
+selfsup.inputs tf.data batches, the method's Keras model with the augmentations
 inside, selfsup.training.fit, threads and deterministic ops from
 selfsup.training.configure) and with lightly the way its examples do (benchmarks/
 peer_torch.py: a per-image torchvision transform making two views, a DataLoader with
@@ -167,10 +167,11 @@ def prepare_worker(args) -> dict:
     .npy for the peer; the checked study."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from selfsup import artifacts
-    from selfsup.data.sources import prepare
-    from selfsup.data.splits import split_dataset
+    from selfsup.config import check_schema, fill_defaults, load_schema
     from selfsup.pretext import get_method
-    from selfsup.study import check_schema, check_study, fill_defaults, load_schema
+    from selfsup.stages.prepare import prepare
+    from selfsup.stages.split import split_dataset
+    from selfsup.study import check_study
 
     config = derive_study(args)
     schema = load_schema(ROOT / "schemas" / "study.schema.yaml")

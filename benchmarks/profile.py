@@ -56,9 +56,9 @@ def measure(variant: str, threads: int) -> float:
     from functools import partial
 
     from selfsup import training
-    from selfsup.data.inputs import batches
     from selfsup.data.sources import load_dataset
     from selfsup.encoders import build_encoder
+    from selfsup.inputs import batches
     from selfsup.pretext import get_method
 
     rotation = get_method("rotation")
@@ -117,7 +117,7 @@ def measure(variant: str, threads: int) -> float:
         args = {"x": data}
         callbacks = []
         if variant.startswith("pipeline") and variant != "pipeline_no_guard":
-            NanGuard, RateLog, ProgressLine, *_ = training._callbacks()
+            NanGuard, RateLog, ProgressLine = training.NanGuard, training.RateLog, training.ProgressLine
             callbacks = [NanGuard(), RateLog(), ProgressLine(epochs, n, open(os.devnull, "w"))]
     model.fit(epochs=1, verbose=0, callbacks=callbacks, **args)  # tracing and warm-up
     start = time.perf_counter()
@@ -141,9 +141,9 @@ def alternating(threads: int, rounds: int) -> dict:
     import numpy as np
 
     from selfsup import training
-    from selfsup.data.inputs import batches
     from selfsup.data.sources import load_dataset
     from selfsup.encoders import build_encoder
+    from selfsup.inputs import batches
     from selfsup.pretext import get_method
 
     training.configure(threads, 1)

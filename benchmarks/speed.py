@@ -90,10 +90,10 @@ def pipeline_pretext(workdir: Path, study: dict, epochs: int) -> dict:
     from snakemake.utils import validate
 
     from selfsup import artifacts
-    from selfsup.data.sources import prepare
-    from selfsup.data.splits import split_dataset
     from selfsup.pretext import get_method
     from selfsup.stages import pretext as pretext_stage
+    from selfsup.stages.prepare import prepare
+    from selfsup.stages.split import split_dataset
     from selfsup.study import check_study
 
     validate(study, str(ROOT / "schemas" / "study.schema.yaml"))  # fills in the schema's defaults

@@ -6,16 +6,10 @@ from snakemake.exceptions import WorkflowError
 from selfsup import fingerprints, pretext, protocols
 from selfsup.data import sources
 from selfsup.jobs import digest
-from selfsup.study import (
-    POOLS as POOL_MAKERS,
-    StudyError,
-    check_requests,
-    check_schema,
-    checked_study,
-    downstream_settings,
-    fill_defaults,
-    load_schema,
-)
+from selfsup.config import StudyError, check_schema, fill_defaults, load_schema
+from selfsup.protocols import downstream_settings
+from selfsup.study import POOLS as POOL_MAKERS
+from selfsup.study import check_requests, checked_study
 
 # TensorFlow's C++ start-up messages, when a full check imports it, drown the error.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -60,15 +54,10 @@ wildcard_constraints:
 
 def run(**fixed):
     """RUN with the wildcards named in `fixed` set (the others stay wildcards)."""
-    return RUN.format_map(
-        {
-            **{
-                k: "{" + k + "}"
-                for k in ("pool", "method", "protocol", "budget", "seed")
-            },
-            **fixed,
-        }
-    )
+    wildcards = {
+        key: f"{{{key}}}" for key in ("pool", "method", "protocol", "budget", "seed")
+    }
+    return RUN.format_map({**wildcards, **fixed})
 
 
 # What every training job asks of the machine and passes its script besides its own
@@ -211,7 +200,7 @@ def stage_inputs(wildcards):
 def pretext_inputs(wildcards):
     inputs = {**stage_inputs(wildcards), "pool": pool_input(wildcards)}
     if pretext.has_pseudo_labels(PRETEXT[wildcards.method]["method"]):
-        inputs["pseudo"] = fill(rules.pseudo_labels.output[0], wildcards)
+        inputs["pseudo"] = fill(rules.pseudo_labels.output.labels, wildcards)
     return inputs
 
 
@@ -242,8 +231,7 @@ def run_pools(method, protocol):
 
 def run_dirs(protocols_run=PROTOCOLS):
     return [
-        f"{RESULTS}/"
-        + run(pool=pool, method=method, protocol=protocol, budget=budget, seed=seed)
+        f"{RESULTS}/{run(pool=pool, method=method, protocol=protocol, budget=budget, seed=seed)}"
         for protocol in protocols_run
         for method in run_methods(protocol)
         for pool in run_pools(method, protocol)
@@ -317,20 +305,22 @@ def self_training_inputs(wildcards):
 # --- report -------------------------------------------------------------------
 
 
+def example_run(protocol, method, budget):
+    return run(
+        pool=run_pools(method, protocol)[0],
+        method=method,
+        protocol=protocol,
+        budget=budget,
+        seed=STUDY["seeds"][0],
+    )
+
+
 def example_runs():
     """Runs whose predictions for one test image are plotted: first seed and pool, largest budget."""
     budgets = STUDY["budgets"]
     largest = "all" if "all" in budgets else max(budgets)
     return [
-        f"{RESULTS}/"
-        + run(
-            pool=run_pools(method, protocol)[0],
-            method=method,
-            protocol=protocol,
-            budget=largest,
-            seed=STUDY["seeds"][0],
-        )
-        + "/metrics.json"
+        f"{RESULTS}/{example_run(protocol, method, largest)}/metrics.json"
         for protocol in PROTOCOLS
         for method in run_methods(protocol)
     ]

@@ -54,7 +54,7 @@ rule prepare:
 
 rule split:
     input:
-        rules.prepare.output.data,
+        data=rules.prepare.output.data,
     output:
         split=f"{RESULTS}/split/seed{{seed}}.h5",
         # The default pool: every unlabeled image of the split.

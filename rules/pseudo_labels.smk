@@ -1,8 +1,8 @@
 rule pseudo_labels:
     input:
-        pool_input,
+        pool=pool_input,
     output:
-        f"{RESULTS}/pseudo/{{pool}}/{{method}}/seed{{seed}}.h5",
+        labels=f"{RESULTS}/pseudo/{{pool}}/{{method}}/seed{{seed}}.h5",
     log:
         f"{LOGS}/pseudo/{{pool}}/{{method}}/seed{{seed}}.log",
     conda:

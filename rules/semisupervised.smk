@@ -116,7 +116,7 @@ rule joint:
         settings=joint_settings,
         code=job_code("joint"),
     script:
-        "../scripts/joint.py"
+        "../scripts/downstream.py"
 
 
 rule self_training_figure:

@@ -24,9 +24,8 @@ import h5py
 import numpy as np
 
 from selfsup import __version__
-from selfsup.data.dataset import NO_LABEL, Dataset, Foreign
+from selfsup.data.dataset import NO_LABEL, Dataset, Foreign, Split
 from selfsup.data.normalization import Normalization
-from selfsup.data.splits import Split
 
 CHECKSUM_ATTR = "checksum"
 KIND_ATTR = "artifact"
@@ -371,7 +370,7 @@ class ImageFile:
     """Images of one part of a dataset file, read per batch: for pools too large for memory.
 
     Supports `len()`, `.shape` and indexing by a sorted, repeat-free index array, like the
-    in-memory arrays it stands in for (selfsup.data.inputs asks for nothing more).
+    in-memory arrays it stands in for (selfsup.inputs asks for nothing more).
     `stop` keeps only the first `stop` images (a contaminated file's genuine ones).
     """
 

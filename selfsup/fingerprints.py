@@ -94,11 +94,21 @@ def library_files(*entries: str | os.PathLike) -> list[str]:
     return sorted(path.relative_to(LIBRARY).as_posix() for path in files)
 
 
+def _hash_files(names) -> str:
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode() + b"\0")
+        digest.update((LIBRARY / name).read_bytes())
+    return digest.hexdigest()
+
+
 @functools.cache
 def fingerprint(*entries: str | os.PathLike) -> str:
     """A short hash of the names and contents of library_files(*entries)."""
-    digest = hashlib.sha256()
-    for name in library_files(*entries):
-        digest.update(name.encode() + b"\0")
-        digest.update((LIBRARY / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return _hash_files(library_files(*entries))[:16]
+
+
+def library_digest() -> str:
+    """A hash of every library file: what a cached study check depends on (the
+    registries, encoders and methods it consults)."""
+    return _hash_files(sorted(p.relative_to(LIBRARY).as_posix() for p in LIBRARY.rglob("*.py")))

@@ -34,6 +34,26 @@ def start_training_job(log_path: str | os.PathLike) -> None:
     claim_gpu_slot()
 
 
+def arguments(snakemake) -> dict:
+    """What a rule hands its script, as plain values: the keyword arguments of the stage's
+    `job` (inputs, outputs, params and wildcards by name). The one place that reads
+    Snakemake's object, so the stages never see it."""
+    return {
+        "inputs": dict(snakemake.input.items()),
+        "outputs": dict(snakemake.output.items()),
+        "params": dict(snakemake.params.items()),
+        "wildcards": dict(snakemake.wildcards.items()),
+    }
+
+
+def input_files(inputs: dict) -> list[str]:
+    """Every file of a job's `inputs`, lists of files (earlier rounds) flattened."""
+    files = []
+    for value in inputs.values():
+        files += [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+    return files
+
+
 def digest(value) -> str:
     """A short stable hash of a JSON-serializable value."""
     text = json.dumps(value, sort_keys=True, default=str)

@@ -9,9 +9,6 @@ each image is classified by the others and the slice never meets a downstream bu
 
 from __future__ import annotations
 
-import math
-import sys
-
 import numpy as np
 
 from selfsup.probes import knn_votes, unit_rows
@@ -40,23 +37,3 @@ def encoder_features(encoder, images) -> np.ndarray:
     ]
     features = np.concatenate(out)
     return features.reshape(len(features), -1)
-
-
-def knn_callback(encoder, images, labels, *, every: int, k: int, temperature: float, stream=sys.stderr):
-    """A Keras callback logging `knn_accuracy` after every `every`-th and the last epoch
-    (NaN in between, so every history row has the column).
-
-    `images`: the held-out slice as model inputs (scaled and normalized like training).
-    """
-    import keras
-
-    class KnnMonitor(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            last = epoch + 1 == self.params.get("epochs")
-            accuracy = math.nan
-            if (epoch + 1) % every == 0 or last:
-                accuracy = knn_accuracy(encoder_features(encoder, images), labels, k, temperature)
-            if logs is not None:
-                logs["knn_accuracy"] = accuracy
-
-    return KnnMonitor()

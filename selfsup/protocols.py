@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from selfsup import probes
+from selfsup.data.splits import validation_size
 from selfsup.probes import FEATURE_PROTOCOLS
 
 FIXED_PROTOCOLS = ("supervised", "random", "frozen", "finetune")
@@ -47,3 +49,63 @@ def classifier_protocol(protocol: str, pretrained: bool) -> str:
     if protocol in POOL_PROTOCOLS:
         return "finetune" if pretrained else "supervised"
     return protocol
+
+
+def downstream_settings(study: dict, protocol: str) -> dict:
+    """The training settings of `protocol`: the shared ones with its overrides applied."""
+    settings = study["downstream"]
+    if protocol in probes.FEATURE_PROTOCOLS:
+        # Only what the evaluation reads: editing epochs or the optimizer re-runs none of them.
+        source, evaluation = probes.FEATURE_PROTOCOLS[protocol]
+        keys = [key for key in probes.FEATURE_SETTINGS if not (source == "pixels" and key == "feature_layer")]
+        return {key: settings[key] for key in (*keys, evaluation)}
+    excluded = ("protocols", "overrides", *probes.EVALUATIONS)
+    shared = {k: v for k, v in settings.items() if k not in excluded}
+    return {**shared, **settings.get("overrides", {}).get(protocol, {})}
+
+
+def check_feature_protocols(study: dict, labeled: int, num_classes: int) -> None:
+    """What the feature protocols need of the budgets: as many labeled images as kNN
+    neighbours, and two per class for the logistic regression's cross-validation."""
+    settings = study["downstream"]
+    used = {evaluation: [] for evaluation in probes.EVALUATIONS}
+    for protocol in settings["protocols"]:
+        if protocol in probes.FEATURE_PROTOCOLS:
+            used[probes.FEATURE_PROTOCOLS[protocol][1]].append(protocol)
+    smallest = min(labeled if budget == "all" else budget for budget in study["budgets"])
+    if used["knn"] and settings["knn"]["k"] > smallest:
+        raise ValueError(
+            f"downstream.knn.k: {settings['knn']['k']} neighbours, but the smallest budget has "
+            f"{smallest} labeled images to search ({', '.join(used['knn'])}); use k <= {smallest} "
+            "or larger budgets"
+        )
+    if used["linear"] and smallest < 2 * num_classes:
+        raise ValueError(
+            f"budgets: the linear probe ({', '.join(used['linear'])}) chooses its regularization by cross-validation, "
+            f"which needs 2 labeled images of each of the {num_classes} classes; the smallest "
+            f"budget has {smallest}: use budgets of at least {2 * num_classes}"
+        )
+
+
+def check_validation_splits(study: dict, labeled: int) -> None:
+    """A downstream validation split must leave training and validation images in every
+    budget ('all': the labeled pool), or its jobs would fail after their predecessors ran."""
+    settings = study["downstream"]
+    for protocol in settings["protocols"]:
+        if protocol in probes.FEATURE_PROTOCOLS:
+            continue
+        fraction = downstream_settings(study, protocol).get("validation_split", 0)
+        where = (
+            f"downstream.overrides.{protocol}"
+            if "validation_split" in settings.get("overrides", {}).get(protocol, {})
+            else "downstream"
+        )
+        for budget in study["budgets"]:
+            size = labeled if budget == "all" else budget
+            try:
+                validation_size(size, fraction)
+            except ValueError as err:
+                raise ValueError(
+                    f"{where}.validation_split: budget {budget}: {err}; use a larger budget or "
+                    "validation_split, or 0 to train on every label"
+                ) from None

@@ -11,10 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
 
+from selfsup import devices, optimizers
 from selfsup.jobs import TENSORBOARD_VARIABLE
+from selfsup.training_settings import PRECISIONS, check_optimizer, check_schedules
 
 
 class TrainingDiverged(RuntimeError):
@@ -33,11 +38,6 @@ def configure(threads: int, seed: int, deterministic: bool = True) -> None:
     (benchmarks/results/cores.md); the inter-op count changes nothing.
     Must run before TensorFlow executes its first operation, so scripts call it first.
     """
-    import keras
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
-
-    from selfsup import devices
 
     devices.configure_tensorflow_gpus(tf=tf)
     threads = max(1, int(threads))
@@ -51,8 +51,6 @@ def configure(threads: int, seed: int, deterministic: bool = True) -> None:
 
 
 def thread_settings() -> dict[str, int]:
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
 
     return {
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -66,118 +64,20 @@ def thread_settings() -> dict[str, int]:
 # too, bit for bit; Keras calls the callbacks' batch hooks once per call.
 STEPS_PER_EXECUTION = 8
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-
 
 def set_precision(policy: str) -> None:
     """Keras' dtype policy for the models built next: float32, or mixed precision for
     accelerators (mixed_float16 gets loss scaling from Keras by itself)."""
-    import keras
 
     if policy not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {policy!r}")
     keras.mixed_precision.set_global_policy(policy)
 
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "lars")
-_OPTIMIZER_KEYS = (
-    "name",
-    "learning_rate",
-    "momentum",
-    "weight_decay",
-    "weight_decay_mode",
-    "trust_coefficient",
-    "clip_lr",
-    "bias_lr_factor",
-    "fixed_lr_for",
-)
-
-
-def check_optimizer(settings: dict) -> None:
-    """Reject optimizer settings that the schema lets through but make no sense together;
-    messages start with "optimizer.<key>: "."""
-    unknown = sorted(set(settings) - set(_OPTIMIZER_KEYS))
-    if unknown:
-        raise ValueError(
-            f"optimizer.{unknown[0]}: unknown setting; optimizer takes {', '.join(_OPTIMIZER_KEYS)}"
-        )
-    name = settings.get("name")
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name: unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    for key in ("learning_rate", "momentum", "weight_decay", "trust_coefficient", "bias_lr_factor"):
-        value = settings.get(key, 0.0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"optimizer.{key}: must be a number, got {value!r}")
-    momentum = settings.get("momentum", 0.0)
-    if not 0 <= momentum <= 1:
-        raise ValueError(f"optimizer.momentum: must be in [0, 1], got {momentum!r}")
-    # Present at all, even 0: an option the optimizer would ignore is a mistake to report.
-    if "momentum" in settings and name in ("adam", "adamw"):
-        raise ValueError(
-            f"optimizer.momentum: {name} takes no momentum (its first-moment average plays that "
-            "role); remove it, or use sgd, rmsprop or lars"
-        )
-    decay = settings.get("weight_decay", 0.0)
-    if decay < 0:
-        raise ValueError(f"optimizer.weight_decay: must be >= 0, got {decay!r}")
-    if decay and name == "adam":
-        # Adam "with weight decay" means an L2 term in the gradient to some (PyTorch's Adam)
-        # and decoupled decay to others (Keras' Adam, which is then AdamW): make it explicit.
-        raise ValueError(
-            "optimizer.weight_decay: adam with weight decay is ambiguous (L2 penalty or decoupled "
-            "decay); use name adamw, whose decay is decoupled (Loshchilov & Hutter)"
-        )
-    if "weight_decay_mode" in settings:
-        mode = settings["weight_decay_mode"]
-        if mode not in ("decoupled", "coupled"):
-            raise ValueError(f"optimizer.weight_decay_mode: must be decoupled or coupled, got {mode!r}")
-        if name == "lars":
-            raise ValueError(
-                "optimizer.weight_decay_mode: lars always adds its decay to the gradient (coupled), "
-                "as its references do; remove it"
-            )
-        if name == "adam":
-            raise ValueError(
-                "optimizer.weight_decay_mode: adam takes no weight decay; remove it, or use adamw"
-            )
-        if mode == "coupled" and name != "sgd":
-            raise ValueError(
-                f"optimizer.weight_decay_mode: coupled (PyTorch's SGD weight decay) is for sgd only; "
-                f"{name}'s decay is decoupled"
-            )
-    if "trust_coefficient" in settings:
-        if name != "lars":
-            raise ValueError(f"optimizer.trust_coefficient: only lars takes it, not {name}; remove it")
-        if not settings["trust_coefficient"] > 0:
-            raise ValueError(
-                f"optimizer.trust_coefficient: must be > 0, got {settings['trust_coefficient']!r}"
-            )
-    if "clip_lr" in settings:
-        if not isinstance(settings["clip_lr"], bool):
-            raise ValueError(f"optimizer.clip_lr: must be true or false, got {settings['clip_lr']!r}")
-        if name != "lars":
-            raise ValueError(f"optimizer.clip_lr: only lars takes it, not {name}; remove it")
-    if not settings.get("bias_lr_factor", 1.0) > 0:
-        raise ValueError(f"optimizer.bias_lr_factor: must be > 0, got {settings['bias_lr_factor']!r}")
-    if "fixed_lr_for" in settings:
-        layers = settings["fixed_lr_for"]
-        if (
-            not isinstance(layers, list | tuple)
-            or not layers
-            or not all(isinstance(layer, str) and layer and "/" not in layer for layer in layers)
-        ):
-            raise ValueError(
-                f"optimizer.fixed_lr_for: must be a non-empty list of layer names such as "
-                f"[predictor], got {layers!r}"
-            )
-        if len(set(layers)) != len(layers):
-            raise ValueError(f"optimizer.fixed_lr_for: {list(layers)!r} names a layer twice")
-
-
 def make_optimizer(settings: dict, learning_rate=None):
     """An optimizer from {name, learning_rate, momentum?, weight_decay?, weight_decay_mode?,
     trust_coefficient?, clip_lr?, bias_lr_factor?, fixed_lr_for?} (checked by
-    check_optimizer); `learning_rate` (a float or a schedule, see selfsup.schedules)
+    check_optimizer); `learning_rate` (a float or a schedule, see learning_rate)
     replaces the settings' rate when given.
 
     weight_decay (default 0) is decoupled decay, w <- w - lr * weight_decay * w at each step
@@ -188,9 +88,6 @@ def make_optimizer(settings: dict, learning_rate=None):
     defaults to 0, or 0.9 for lars. clip_lr makes lars solo-learn's. bias_lr_factor
     multiplies the rate of 1-D variables; the variables of the layers in fixed_lr_for
     keep the settings' learning_rate, never the schedule's (see selfsup.optimizers)."""
-    import keras
-
-    from selfsup import optimizers
 
     check_optimizer(settings)
     name = settings["name"]
@@ -234,101 +131,114 @@ def make_optimizer(settings: dict, learning_rate=None):
     return keras.optimizers.RMSprop(**kwargs)
 
 
-def _callbacks():
-    import keras
+def learning_rate(training_settings: dict, steps_per_epoch: int):
+    """The optimizer's learning_rate: a per-step schedule for warmup_cosine, else the base rate."""
+    check_schedules(training_settings)
+    base = float(training_settings["optimizer"]["learning_rate"])
+    schedule = training_settings.get("lr_schedule")
+    if not schedule or schedule["name"] != "warmup_cosine":
+        return base
+    warmup_steps = int(schedule.get("warmup_epochs", 0)) * int(steps_per_epoch)
+    decay_steps = max(1, int(training_settings["epochs"]) * int(steps_per_epoch) - warmup_steps)
+    alpha = float(schedule.get("min_factor", 0.0))
+    if warmup_steps == 0:
+        # CosineDecay's warmup branch divides by warmup_steps, so leave it out entirely.
+        return keras.optimizers.schedules.CosineDecay(base, decay_steps, alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps, alpha=alpha, warmup_target=base, warmup_steps=warmup_steps
+    )
 
-    class NanGuard(keras.callbacks.Callback):
-        """Fail loudly on a NaN loss; Keras' TerminateOnNaN would just stop and succeed."""
 
-        def __init__(self):
-            super().__init__()
-            self.epoch = 0
+class NanGuard(keras.callbacks.Callback):
+    """Fail loudly on a NaN loss; Keras' TerminateOnNaN would just stop and succeed."""
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
 
-        def on_train_batch_end(self, batch, logs=None):
-            # Every loss the model reports: a method that logs its loss terms
-            # (VICReg's variance, say) diverges in one before the total shows it.
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Every loss the model reports: a method that logs its loss terms
+        # (VICReg's variance, say) diverges in one before the total shows it.
+        for name, value in (logs or {}).items():
+            if name.endswith("loss") and not math.isfinite(float(value)):
+                raise TrainingDiverged(
+                    f"training diverged: {name} became {float(value)} at epoch {self.epoch + 1}, "
+                    f"by batch {batch + 1}; lower the learning rate or check the input scaling"
+                )
+
+
+class RateLog(keras.callbacks.Callback):
+    """The learning rate in force during the epoch (as a schedule set it when the epoch
+    began, before a plateau callback lowers it for the next), in its history row."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.rate = float(np.asarray(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.rate
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """One line per epoch with metrics, throughput and time left, for logs."""
+
+    def __init__(self, epochs, samples_per_epoch, stream):
+        super().__init__()
+        self.epochs, self.samples, self.stream = epochs, samples_per_epoch, stream
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.start
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        eta = seconds * (self.epochs - epoch - 1)
+        print(
+            f"epoch {epoch + 1}/{self.epochs}  {metrics}  {seconds:.1f} s "
+            f"({self.samples / max(seconds, 1e-9):.0f} samples/s, about {eta:.0f} s left)",
+            file=self.stream,
+            flush=True,
+        )
+
+
+class EpochScalars(keras.callbacks.Callback):
+    """Every number of the epoch's history row (loss terms, accuracy, the learning rate,
+    kNN accuracy, embedding spread) as a TensorBoard scalar, at step = epoch number."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.folder = str(folder)
+
+    def on_train_begin(self, logs=None):
+        self.writer = tf.summary.create_file_writer(self.folder)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default():
             for name, value in (logs or {}).items():
-                if name.endswith("loss") and not math.isfinite(float(value)):
-                    raise TrainingDiverged(
-                        f"training diverged: {name} became {float(value)} at epoch {self.epoch + 1}, "
-                        f"by batch {batch + 1}; lower the learning rate or check the input scaling"
-                    )
+                value = float(value)
+                if math.isfinite(value):
+                    tf.summary.scalar(name, value, step=epoch + 1)
+        self.writer.flush()
 
-    class RateLog(keras.callbacks.Callback):
-        """The learning rate in force during the epoch (as a schedule set it when the epoch
-        began, before a plateau callback lowers it for the next), in its history row."""
+    def on_train_end(self, logs=None):
+        self.writer.close()
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.rate = float(np.asarray(self.model.optimizer.learning_rate))
 
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:
-                logs["learning_rate"] = self.rate
+class EpochClock(keras.callbacks.Callback):
+    """Sets the input pipeline's epoch counter (selfsup.inputs.batches) as each
+    epoch begins. Keras opens the epoch's dataset iterator after on_epoch_begin, and
+    the pipeline reads the counter when an iteration starts."""
 
-    class ProgressLine(keras.callbacks.Callback):
-        """One line per epoch with metrics, throughput and time left, for logs."""
+    def __init__(self, counter):
+        super().__init__()
+        self.counter = counter
 
-        def __init__(self, epochs, samples_per_epoch, stream):
-            super().__init__()
-            self.epochs, self.samples, self.stream = epochs, samples_per_epoch, stream
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self.start
-            metrics = "  ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-            eta = seconds * (self.epochs - epoch - 1)
-            print(
-                f"epoch {epoch + 1}/{self.epochs}  {metrics}  {seconds:.1f} s "
-                f"({self.samples / max(seconds, 1e-9):.0f} samples/s, about {eta:.0f} s left)",
-                file=self.stream,
-                flush=True,
-            )
-
-    class EpochScalars(keras.callbacks.Callback):
-        """Every number of the epoch's history row (loss terms, accuracy, the learning rate,
-        kNN accuracy, embedding spread) as a TensorBoard scalar, at step = epoch number."""
-
-        def __init__(self, folder):
-            super().__init__()
-            self.folder = str(folder)
-
-        def on_train_begin(self, logs=None):
-            import tensorflow as tf
-
-            self.writer = tf.summary.create_file_writer(self.folder)
-
-        def on_epoch_end(self, epoch, logs=None):
-            import tensorflow as tf
-
-            with self.writer.as_default():
-                for name, value in (logs or {}).items():
-                    value = float(value)
-                    if math.isfinite(value):
-                        tf.summary.scalar(name, value, step=epoch + 1)
-            self.writer.flush()
-
-        def on_train_end(self, logs=None):
-            self.writer.close()
-
-    class EpochClock(keras.callbacks.Callback):
-        """Sets the input pipeline's epoch counter (selfsup.data.inputs.batches) as each
-        epoch begins. Keras opens the epoch's dataset iterator after on_epoch_begin, and
-        the pipeline reads the counter when an iteration starts."""
-
-        def __init__(self, counter):
-            super().__init__()
-            self.counter = counter
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if self.counter is not None:
-                self.counter.assign(epoch)
-
-    return NanGuard, RateLog, ProgressLine, EpochClock, EpochScalars
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.counter is not None:
+            self.counter.assign(epoch)
 
 
 _fits_in_this_process = 0
@@ -343,7 +253,7 @@ class _Resume:
     model (the state of its seed generators: dropout, in-model augmentation), the state of
     the callbacks that carry some (early stopping, plateau reduction: counters, best
     value and weights) and the history rows. The data order and every per-batch draw of
-    the input pipeline are functions of (seed, epoch, batch) (selfsup.data.inputs), so
+    the input pipeline are functions of (seed, epoch, batch) (selfsup.inputs), so
     they need no saving. Files are numbered by epoch and `state.json`, written last by an
     atomic rename, names the complete set: a job killed while saving resumes from the
     epoch before.
@@ -419,14 +329,12 @@ _CALLBACK_STATE = {
 
 def _stateful(callbacks: list) -> list:
     """The callbacks whose state `_CALLBACK_STATE` lists, in order."""
-    import keras
 
     kinds = tuple(getattr(keras.callbacks, name) for name in _CALLBACK_STATE)
     return [callback for callback in callbacks if isinstance(callback, kinds)]
 
 
 def _callback_state(callback) -> tuple[dict, list | None]:
-    import keras
 
     for name, attributes in _CALLBACK_STATE.items():
         if isinstance(callback, getattr(keras.callbacks, name)):
@@ -463,7 +371,7 @@ def fit(
 ) -> pd.DataFrame:
     """Train `model` and return its per-epoch history.
 
-    When `train_data` comes from `selfsup.data.inputs.batches`, its epoch counter is set
+    When `train_data` comes from `selfsup.inputs.batches`, its epoch counter is set
     at the beginning of every epoch, so its order and draws are those of that epoch.
     With `resume_dir`, the state after each completed epoch is kept there (see
     `_Resume`), and a later call with the same directory, on a model built afresh the
@@ -471,10 +379,8 @@ def fit(
     interrupted; the directory is removed on success.
     Raises TrainingDiverged when the loss becomes NaN.
     """
-    import keras
 
     global _fits_in_this_process
-    NanGuard, RateLog, ProgressLine, EpochClock, EpochScalars = _callbacks()
     # Schedules first, so the rate they set is the one logged, printed and kept in the history.
     callbacks = [
         EpochClock(getattr(train_data, "epoch_counter", None)),
@@ -506,7 +412,7 @@ def fit(
             print(f"resuming after epoch {resumed_from} from {resume_dir}", file=stream, flush=True)
         # Last: it restores the other callbacks' state after their own on_train_begin
         # has reset it, and saves it after their on_epoch_end.
-        callbacks.append(_resume_callback()(keeper, record, list(callbacks), epochs))
+        callbacks.append(ResumeCallback(keeper, record, list(callbacks), epochs))
     result = model.fit(
         train_data,
         epochs=epochs,
@@ -525,31 +431,26 @@ def fit(
     return history
 
 
-def _resume_callback():
-    import keras
+class ResumeCallback(keras.callbacks.Callback):
+    """Brings `record` back when training begins; saves the state after every epoch."""
 
-    class ResumeCallback(keras.callbacks.Callback):
-        """Brings `record` back when training begins; saves the state after every epoch."""
+    def __init__(self, keeper: _Resume, record: dict | None, others: list, epochs: int):
+        super().__init__()
+        self.keeper, self.record, self.others, self.epochs = keeper, record, others, epochs
+        self.history = list(record["history"]) if record else []
 
-        def __init__(self, keeper: _Resume, record: dict | None, others: list, epochs: int):
-            super().__init__()
-            self.keeper, self.record, self.others, self.epochs = keeper, record, others, epochs
-            self.history = list(record["history"]) if record else []
+    def on_train_begin(self, logs=None):
+        if self.record is None:
+            return
+        self.keeper.restore(self.model, self.record, self.others)
+        # Keras' own resume hook (BackupAndRestore sets it too); a run that early
+        # stopping had ended trains no further epoch.
+        self.model._initial_epoch = self.epochs if self.record["stopped"] else self.record["epoch"]
 
-        def on_train_begin(self, logs=None):
-            if self.record is None:
-                return
-            self.keeper.restore(self.model, self.record, self.others)
-            # Keras' own resume hook (BackupAndRestore sets it too); a run that early
-            # stopping had ended trains no further epoch.
-            self.model._initial_epoch = self.epochs if self.record["stopped"] else self.record["epoch"]
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, **{key: _plain(value) for key, value in (logs or {}).items()}}
+        self.history.append({key: float(v) if key != "epoch" else v for key, v in row.items()})
+        self.keeper.save(self.model, epoch + 1, self.history, self.others, bool(self.model.stop_training))
 
-        def on_epoch_end(self, epoch, logs=None):
-            row = {"epoch": epoch, **{key: _plain(value) for key, value in (logs or {}).items()}}
-            self.history.append({key: float(v) if key != "epoch" else v for key, v in row.items()})
-            self.keeper.save(self.model, epoch + 1, self.history, self.others, bool(self.model.stop_training))
-
-        def on_train_end(self, logs=None):
-            self.model._initial_epoch = None  # Keras never resets it: a later fit would skip epochs
-
-    return ResumeCallback
+    def on_train_end(self, logs=None):
+        self.model._initial_epoch = None  # Keras never resets it: a later fit would skip epochs

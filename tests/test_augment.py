@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from selfsup import augment
+from selfsup import augment, augment_settings
 from selfsup.pretext.two_view import TwoViewModel
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "study.schema.yaml"
@@ -139,34 +139,34 @@ def test_simclr_large_jitters_at_simclrs_imagenet_strength_the_small_presets_at_
     # google-research/simclr: 0.8 * s for brightness, contrast, saturation, 0.2 * s for hue;
     # s = 1.0 on ImageNet, 0.5 on CIFAR-10.
     strength = {"probability": 0.8}
-    assert augment.resolve({"preset": "simclr_large"})["color_jitter"] == {
+    assert augment_settings.resolve({"preset": "simclr_large"})["color_jitter"] == {
         "brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2, **strength
     }  # fmt: skip
-    assert augment.resolve({"preset": "simclr_small"})["color_jitter"] == {
+    assert augment_settings.resolve({"preset": "simclr_small"})["color_jitter"] == {
         "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1, **strength
     }  # fmt: skip
-    augment.check({"preset": "simclr_large"}, channels=3)
+    augment_settings.check({"preset": "simclr_large"}, channels=3)
 
 
 def test_byol_presets_differ_per_view_as_their_sources():
-    byol_1 = augment.resolve({"preset": "byol"}, view=1)
-    byol_2 = augment.resolve({"preset": "byol"}, view=2)
+    byol_1 = augment_settings.resolve({"preset": "byol"}, view=1)
+    byol_2 = augment_settings.resolve({"preset": "byol"}, view=2)
     jitter = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "probability": 0.8}
     for view in (byol_1, byol_2):
-        assert view["crop"] == augment.CROP and view["horizontal_flip"] is True
+        assert view["crop"] == augment_settings.CROP and view["horizontal_flip"] is True
         assert view["color_jitter"] == jitter and view["grayscale"] == 0.2
     assert (byol_1["blur"]["probability"], byol_1["solarize"]) == (1.0, 0.0)
     assert (byol_2["blur"]["probability"], byol_2["solarize"]) == (0.1, 0.2)
-    small_1 = augment.resolve({"preset": "byol_small"}, view=1)
-    small_2 = augment.resolve({"preset": "byol_small"}, view=2)
+    small_1 = augment_settings.resolve({"preset": "byol_small"}, view=1)
+    small_2 = augment_settings.resolve({"preset": "byol_small"}, view=2)
     assert small_1["blur"] is None and small_2["blur"] is None
     assert (small_1["solarize"], small_2["solarize"]) == (0.0, 0.2)
     assert small_1["color_jitter"] == jitter
     # A study's key applies to both views, field by field; its second_view to view 2 only.
     settings = {"preset": "byol", "blur": {"sigma": [1.0, 2.0]}, "second_view": {"solarize": 0.5}}
-    assert augment.resolve(settings, view=2)["blur"] == {"probability": 0.1, "sigma": [1.0, 2.0]}
-    assert augment.resolve(settings, view=1)["blur"] == {"probability": 1.0, "sigma": [1.0, 2.0]}
-    assert [augment.resolve(settings, view=view)["solarize"] for view in (1, 2)] == [0.0, 0.5]
+    assert augment_settings.resolve(settings, view=2)["blur"] == {"probability": 0.1, "sigma": [1.0, 2.0]}
+    assert augment_settings.resolve(settings, view=1)["blur"] == {"probability": 1.0, "sigma": [1.0, 2.0]}
+    assert [augment_settings.resolve(settings, view=view)["solarize"] for view in (1, 2)] == [0.0, 0.5]
 
 
 def test_byol_blurs_view_1_always_and_solarizes_a_fifth_of_view_2():
@@ -232,11 +232,11 @@ def test_without_a_second_view_both_views_come_from_one_pipeline_as_before():
 
 def test_stages_that_augment_once_refuse_a_second_view():
     with pytest.raises(ValueError, match=r"^augmentation\.second_view: only two-view methods"):
-        augment.check({"second_view": {"solarize": 0.2}}, views=1)
+        augment_settings.check({"second_view": {"solarize": 0.2}}, views=1)
     with pytest.raises(ValueError, match=r"^augmentation\.preset: byol augments view 2 differently"):
         augment.build({"preset": "byol"}, seed=0)
-    augment.check({"preset": "byol"}, views=2, channels=3)
-    augment.check({"preset": "simclr_large", "solarize": 0.2}, views=1)
+    augment_settings.check({"preset": "byol"}, views=2, channels=3)
+    augment_settings.check({"preset": "simclr_large", "solarize": 0.2}, views=1)
 
 
 def test_the_schema_lists_the_keys_and_presets():
@@ -244,10 +244,10 @@ def test_the_schema_lists_the_keys_and_presets():
 
     schema = yaml.safe_load(SCHEMA.read_text())
     definition = schema["$defs"]["augmentation"]
-    assert set(definition["properties"]) == set(augment.DEFAULTS)
-    assert definition["properties"]["preset"]["enum"] == list(augment.PRESETS)
+    assert set(definition["properties"]) == set(augment_settings.DEFAULTS)
+    assert definition["properties"]["preset"]["enum"] == list(augment_settings.PRESETS)
     second = definition["properties"]["second_view"]["properties"]
-    assert set(second) == set(augment.DEFAULTS) - {"preset", "second_view"}
+    assert set(second) == set(augment_settings.DEFAULTS) - {"preset", "second_view"}
     validator = Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/augmentation"})
     validator.validate({"preset": "byol", "second_view": {"blur": {"probability": 0.5}, "solarize": 0.2}})
     assert not validator.is_valid({"second_view": {"preset": "byol"}})
@@ -282,19 +282,19 @@ def test_build_orders_the_layers_and_presets_fill_in():
     assert [layer.name for layer in small.layers] == ["crop", "horizontal_flip", "color_jitter", "grayscale"]
     assert small.layers[0].scale == (0.2, 1.0)
     # Explicit keys override the preset's, field by field inside an object.
-    settings = augment.resolve(
+    settings = augment_settings.resolve(
         {"preset": "simclr_grayscale", "horizontal_flip": False, "color_jitter": {"probability": 1.0}}
     )
     assert settings["horizontal_flip"] is False
     assert settings["color_jitter"] == {
-        **augment.COLOR_JITTER,
+        **augment_settings.COLOR_JITTER,
         **JITTER_OFF,
         "brightness": 0.4,
         "contrast": 0.4,
         "probability": 1.0,
     }
-    assert augment.resolve({"preset": "simclr_large", "blur": False})["blur"] is None
-    assert augment.resolve({"crop": True})["crop"] == augment.CROP
+    assert augment_settings.resolve({"preset": "simclr_large", "blur": False})["blur"] is None
+    assert augment_settings.resolve({"crop": True})["crop"] == augment_settings.CROP
     assert augment.build({"color_jitter": {**JITTER_OFF}}, 0) is None
     assert (
         augment.build(
@@ -326,13 +326,17 @@ def test_build_in_tf_data_and_in_a_tf_function():
 
 
 def test_presets_pass_check_on_their_images():
-    augment.check({"preset": "simclr_small"}, channels=3)
-    augment.check({"preset": "simclr_large"}, channels=3)
-    augment.check({"preset": "simclr_grayscale"}, channels=1)
-    augment.check({"preset": "simclr_grayscale", "color_jitter": {"brightness": 0.8}}, channels=1)
-    augment.check({"color_jitter": {"saturation": 0, "hue": 0}, "rotation": 0.1, "zoom": 0.2}, channels=1)
-    augment.check({"preset": "simclr_small"})  # channels unknown: not checked
-    augment.check({"horizontal_flip": False, "shift": 0.0, "crop": True, "blur": {"sigma": [0.5, 0.5]}})
+    augment_settings.check({"preset": "simclr_small"}, channels=3)
+    augment_settings.check({"preset": "simclr_large"}, channels=3)
+    augment_settings.check({"preset": "simclr_grayscale"}, channels=1)
+    augment_settings.check({"preset": "simclr_grayscale", "color_jitter": {"brightness": 0.8}}, channels=1)
+    augment_settings.check(
+        {"color_jitter": {"saturation": 0, "hue": 0}, "rotation": 0.1, "zoom": 0.2}, channels=1
+    )
+    augment_settings.check({"preset": "simclr_small"})  # channels unknown: not checked
+    augment_settings.check(
+        {"horizontal_flip": False, "shift": 0.0, "crop": True, "blur": {"sigma": [0.5, 0.5]}}
+    )
 
 
 @pytest.mark.parametrize(
@@ -439,4 +443,4 @@ def test_presets_pass_check_on_their_images():
 )
 def test_check_names_the_key_at_fault(settings, channels, message):
     with pytest.raises(ValueError, match=message):
-        augment.check(settings, channels=channels)
+        augment_settings.check(settings, channels=channels)

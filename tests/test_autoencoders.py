@@ -16,10 +16,11 @@ import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 
 from selfsup import artifacts, downstream, encoders  # noqa: E402
-from selfsup.data.inputs import batches  # noqa: E402
+from selfsup.config import StudyError  # noqa: E402
 from selfsup.encoders import build_encoder  # noqa: E402
+from selfsup.inputs import batches  # noqa: E402
 from selfsup.pretext import get_method, reconstruction  # noqa: E402
-from selfsup.study import StudyError, check_study  # noqa: E402
+from selfsup.study import check_study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENCODER = {"name": "small_cnn", "options": {"filters": [4, 8], "dense": [16]}}

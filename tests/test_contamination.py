@@ -11,11 +11,15 @@ import pytest
 import yaml
 
 from selfsup import artifacts
+from selfsup.config import StudyError
 from selfsup.data import normalization, sources
+from selfsup.data.checks import check_dataset
 from selfsup.data.dataset import DataError, foreign_count
 from selfsup.data.generated import make_synthetic
-from selfsup.data.splits import make_split, split_dataset
-from selfsup.study import StudyError, check_dataset, check_study
+from selfsup.data.splits import make_split
+from selfsup.stages.prepare import prepare
+from selfsup.stages.split import split_dataset
+from selfsup.study import check_study
 
 REPO = Path(__file__).resolve().parents[1]
 # The dataset: synthetic images of another seed than the foreign source's defaults, so
@@ -27,7 +31,7 @@ FOREIGN = {"source": "synthetic", "fraction": 0.2, "seed": 3, "folder": None}
 @pytest.fixture
 def prepared(tmp_path):
     path = tmp_path / "data.h5"
-    sources.prepare("synthetic", None, GENUINE, path, {"dataset": "synthetic"}, contamination=FOREIGN)
+    prepare("synthetic", None, GENUINE, path, {"dataset": "synthetic"}, contamination=FOREIGN)
     return path
 
 
@@ -70,7 +74,7 @@ def test_prepare_appends_foreign_images_labeled_minus_one(prepared):
 
 def test_clean_file_has_no_foreign_images(tmp_path):
     path = tmp_path / "clean.h5"
-    sources.prepare("synthetic", None, GENUINE, path, {"dataset": "synthetic"})
+    prepare("synthetic", None, GENUINE, path, {"dataset": "synthetic"})
     info = artifacts.read_labels(path)
     assert info["foreign"].shape == (0,) and info["foreign"].dtype == np.int64
     assert info["contamination"] is None
@@ -95,7 +99,7 @@ def test_mnist_digits_into_fashion_mnist(tmp_path, real_data_dir):
     path = tmp_path / "fashion.h5"
     contamination = {"source": "mnist", "fraction": 0.1, "seed": 0, "folder": real_data_dir("mnist")}
     # The shared Fashion-MNIST images are rebuilt, not the official bytes: checks off.
-    sources.prepare(
+    prepare(
         "fashion_mnist",
         real_data_dir("fashion-mnist"),
         {},

@@ -219,7 +219,7 @@ def test_accuracy_counts_argmax_hits():
 
 
 def test_accuracy_from_unshuffled_batches_equals_from_the_array():
-    from selfsup.data.inputs import batches
+    from selfsup.inputs import batches
 
     inputs = keras.Input((2, 2, 1))
     model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Flatten()(inputs)))

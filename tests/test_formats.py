@@ -1,4 +1,4 @@
-"""The CIFAR-10, CIFAR-100 and STL-10 binary readers, writers and archive handling."""
+"""The CIFAR-10, CIFAR-100 and STL-10 binary readers (on files from tests/data_writers.py) and archive handling."""
 
 from __future__ import annotations
 
@@ -9,21 +9,11 @@ import tarfile
 
 import numpy as np
 import pytest
+from data_writers import archive, write_cifar10, write_cifar100, write_stl10
 
 from selfsup.data.archives import check_full_size, check_md5, locate, md5sum, safe_extract
 from selfsup.data.dataset import DataError
-from selfsup.data.formats import (
-    CIFAR10,
-    CIFAR100,
-    STL10,
-    archive,
-    read_cifar10,
-    read_cifar100,
-    read_stl10,
-    write_cifar10,
-    write_cifar100,
-    write_stl10,
-)
+from selfsup.data.formats import CIFAR10, CIFAR100, STL10, read_cifar10, read_cifar100, read_stl10
 
 NAMES10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -1,4 +1,4 @@
-"""selfsup.data.inputs and selfsup.augment: uint8 images to float batches, the one input path."""
+"""selfsup.inputs and selfsup.augment: uint8 images to float batches, the one input path."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from functools import partial
 import numpy as np
 import pytest
 
-from selfsup import artifacts, augment
+from selfsup import artifacts, augment, augment_settings
 from selfsup.data.dataset import Dataset
-from selfsup.data.inputs import batches
 from selfsup.data.normalization import compute
+from selfsup.inputs import batches
 from selfsup.pretext import get_method
 from selfsup.stages.common import load_pool
 
@@ -278,8 +278,8 @@ def test_augmentation_in_the_input_pipeline():
 
 
 def test_augment_check():
-    augment.check({"horizontal_flip": True, "shift": 0.5})
+    augment_settings.check({"horizontal_flip": True, "shift": 0.5})
     with pytest.raises(ValueError, match=r"augmentation.shift must lie in \[0, 1\), got 1.5"):
-        augment.check({"shift": 1.5})
+        augment_settings.check({"shift": 1.5})
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['jitter'\]"):
-        augment.check({"jitter": 0.2})
+        augment_settings.check({"jitter": 0.2})

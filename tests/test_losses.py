@@ -59,6 +59,14 @@ def ref_nnclr(z1, z2, queue, t):
     return (ref_info_nce(ref_nearest(z1, queue), z2, t) + ref_info_nce(ref_nearest(z2, queue), z1, t)) / 2
 
 
+def ref_moco(query, key, queue, t):
+    """Mean over i of -log softmax([q_i . k_i, q_i . queue_1, ..., q_i . queue_K] / t)[0]."""
+    q, k, neg = (unit(x.astype(np.float64)) for x in (query, key, queue))
+    return np.mean(
+        [log_softmax_at(np.concatenate([[q[i] @ k[i]], neg @ q[i]]) / t, 0) for i in range(len(q))]
+    )
+
+
 def ref_negative_cosine(p, z):
     return -np.mean([a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) for a, b in zip(p, z, strict=True)])
 
@@ -123,6 +131,31 @@ def test_nnclr_matches_reference(rand, temperature):
     got = losses.nnclr(z1, z2, queue, temperature)
     assert got.dtype == tf.float32 and got.shape == ()
     np.testing.assert_allclose(got.numpy(), ref_nnclr(z1, z2, queue, temperature), **TOL)
+
+
+@pytest.mark.parametrize("temperature", [0.07, 0.2, 1.0])
+def test_moco_matches_reference(rand, temperature):
+    query, key = rand(2)
+    (queue,) = rand(1, n=24)
+    got = losses.moco(query, key, queue, temperature)
+    np.testing.assert_allclose(got.numpy(), ref_moco(query, key, queue, temperature), **TOL)
+
+
+def test_moco_by_hand():
+    # One query, its key at 60 degrees and one negative at 90: logits cos/t = [0.5, 0] / 0.5.
+    query, key, queue = [[1.0, 0.0]], [[0.5, 3**0.5 / 2]], [[0.0, 2.0]]
+    expected = -np.log(np.exp(1.0) / (np.exp(1.0) + np.exp(0.0)))
+    assert float(losses.moco(query, key, queue, 0.5)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_moco_does_not_differentiate_keys_or_queue(rand):
+    query, key = (tf.Variable(x) for x in rand(2))
+    queue = tf.Variable(rand(1, n=24)[0])
+    with tf.GradientTape() as tape:
+        value = losses.moco(query, key, queue, 0.2)
+    grad_q, grad_k, grad_queue = tape.gradient(value, [query, key, queue])
+    assert grad_k is None and grad_queue is None
+    assert float(tf.reduce_sum(tf.abs(grad_q))) > 0
 
 
 def test_negative_cosine_and_simsiam_match_reference(rand):

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from selfsup.monitor import knn_accuracy, knn_callback
+from selfsup.callbacks import KnnMonitor
+from selfsup.monitor import knn_accuracy
 
 
 def reference_knn(features, labels, k, temperature):
@@ -54,7 +55,7 @@ def test_callback_logs_every_nth_and_the_last_epoch():
     model = keras.Sequential([encoder, keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     images, labels = rng.normal(size=(20, 4)).astype("float32"), rng.integers(0, 2, 20)
-    callback = knn_callback(encoder, images, labels, every=2, k=5, temperature=0.1)
+    callback = KnnMonitor(encoder, images, labels, every=2, k=5, temperature=0.1)
     history = model.fit(images, labels[:, None].astype("float32"), epochs=5, callbacks=[callback], verbose=0)
     logged = history.history["knn_accuracy"]
     assert [math.isnan(v) for v in logged] == [True, False, True, False, False]

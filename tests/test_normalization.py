@@ -7,9 +7,9 @@ import pytest
 
 from selfsup import artifacts
 from selfsup.data import normalization
-from selfsup.data.dataset import Dataset
+from selfsup.data.dataset import Dataset, Split
 from selfsup.data.normalization import Normalization, compute
-from selfsup.data.splits import Split, split_dataset
+from selfsup.stages.split import split_dataset
 
 
 def color_images(n=50, shape=(6, 5, 3), seed=0) -> np.ndarray:

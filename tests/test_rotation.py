@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from selfsup.data.generated import make_synthetic
-from selfsup.data.inputs import batches
+from selfsup.inputs import batches
 from selfsup.pretext import get_method, has_pseudo_labels
 from selfsup.training import make_optimizer
 

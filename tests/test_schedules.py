@@ -1,4 +1,6 @@
-"""selfsup.schedules: learning-rate schedules, plateau reduction and best-epoch weights."""
+"""Learning-rate schedules, plateau reduction and best-epoch weights: their settings
+(selfsup.training_settings), the optimizer's rate (selfsup.training.learning_rate) and
+the callbacks (selfsup.callbacks)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from selfsup import schedules
+from selfsup import callbacks, training_settings
+from selfsup.training import learning_rate
 
 # The reference study: Adam at 1e-3, as the Keras CIFAR-10 ResNet example.
 REFERENCE = {
@@ -108,7 +111,7 @@ def fit(model, callbacks, epochs, initial_epoch=0, **kwargs):
 
 
 def test_step_schedule_reproduces_the_reference_study():
-    (scheduler,) = schedules.callbacks(settings(reduce_on_plateau=None, keep_best=None))
+    (scheduler,) = callbacks.from_settings(settings(reduce_on_plateau=None, keep_best=None))
     assert isinstance(scheduler, keras.callbacks.LearningRateScheduler)
     expected = {
         0: 1e-3,
@@ -139,11 +142,11 @@ def test_step_schedule_sets_the_rate_during_fit_and_after_a_resume():
         keep_best=None,
     )
     record = Record()
-    fit(tiny_model(), schedules.callbacks(training) + [record], epochs=4)
+    fit(tiny_model(), callbacks.from_settings(training) + [record], epochs=4)
     assert record.rates == pytest.approx({0: 0.1, 1: 0.1, 2: 0.01, 3: 0.01})
     # A job resumed at epoch 3 (index 2) with the optimizer at its base rate.
     resumed = Record()
-    fit(tiny_model(), schedules.callbacks(training) + [resumed], epochs=4, initial_epoch=2)
+    fit(tiny_model(), callbacks.from_settings(training) + [resumed], epochs=4, initial_epoch=2)
     assert resumed.rates == pytest.approx({2: 0.01, 3: 0.01})
 
 
@@ -157,7 +160,7 @@ def test_warmup_cosine_rates():
         lr_schedule={"name": "warmup_cosine", "warmup_epochs": 2, "min_factor": 0.1},
         reduce_on_plateau=None,
     )
-    schedule = schedules.learning_rate(training, steps_per_epoch=5)
+    schedule = learning_rate(training, steps_per_epoch=5)
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
 
     def rate(step):
@@ -178,11 +181,11 @@ def test_warmup_cosine_without_warmup_starts_at_the_base_rate():
         lr_schedule={"name": "warmup_cosine", "warmup_epochs": 0},
         reduce_on_plateau=None,
     )
-    schedule = schedules.learning_rate(training, steps_per_epoch=2)
+    schedule = learning_rate(training, steps_per_epoch=2)
     assert float(keras.ops.convert_to_numpy(schedule(0))) == pytest.approx(1e-3)
     assert float(keras.ops.convert_to_numpy(schedule(8))) == pytest.approx(0.0, abs=1e-9)
     assert (
-        schedules.callbacks(
+        callbacks.from_settings(
             settings(lr_schedule=training["lr_schedule"], epochs=4, reduce_on_plateau=None, keep_best=None)
         )
         == []
@@ -190,20 +193,24 @@ def test_warmup_cosine_without_warmup_starts_at_the_base_rate():
 
 
 def test_without_a_per_step_schedule_the_rate_is_the_base_float():
-    assert schedules.learning_rate(settings(), steps_per_epoch=10) == 1e-3
-    assert schedules.learning_rate(settings(lr_schedule=None), steps_per_epoch=10) == 1e-3
+    assert learning_rate(settings(), steps_per_epoch=10) == 1e-3
+    assert learning_rate(settings(lr_schedule=None), steps_per_epoch=10) == 1e-3
 
 
 # check
 
 
 def test_the_reference_settings_and_empty_ones_pass():
-    schedules.check(settings())
-    schedules.check({"epochs": 3, "optimizer": {"name": "adam", "learning_rate": 0.1}})
-    schedules.check(settings(lr_schedule=None, reduce_on_plateau=None, keep_best=None, validation_split=0))
+    training_settings.check_schedules(settings())
+    training_settings.check_schedules({"epochs": 3, "optimizer": {"name": "adam", "learning_rate": 0.1}})
+    training_settings.check_schedules(
+        settings(lr_schedule=None, reduce_on_plateau=None, keep_best=None, validation_split=0)
+    )
     # An empty section is off, like None.
-    schedules.check(settings(lr_schedule={}, reduce_on_plateau={}, keep_best={}, validation_split=0))
-    assert schedules.callbacks(settings(lr_schedule=None, reduce_on_plateau=None, keep_best=None)) == []
+    training_settings.check_schedules(
+        settings(lr_schedule={}, reduce_on_plateau={}, keep_best={}, validation_split=0)
+    )
+    assert callbacks.from_settings(settings(lr_schedule=None, reduce_on_plateau=None, keep_best=None)) == []
 
 
 @pytest.mark.parametrize(
@@ -289,35 +296,35 @@ def test_the_reference_settings_and_empty_ones_pass():
 )
 def test_check_names_the_key(changes, key, words):
     with pytest.raises(ValueError) as err:
-        schedules.check(settings(**changes))
+        training_settings.check_schedules(settings(**changes))
     message = str(err.value)
     assert message.startswith(key) and words in message
 
 
 def test_check_explains_what_fixes_a_val_monitor_without_validation():
     with pytest.raises(ValueError) as err:
-        schedules.check(settings(validation_split=0, reduce_on_plateau=None))
+        training_settings.check_schedules(settings(validation_split=0, reduce_on_plateau=None))
     assert "set validation_split, or monitor a training metric such as 'accuracy'" in str(err.value)
     # Training metrics need no validation set.
-    schedules.check(
+    training_settings.check_schedules(
         settings(validation_split=0, reduce_on_plateau={"monitor": "loss"}, keep_best={"monitor": "accuracy"})
     )
 
 
 def test_callbacks_and_learning_rate_check_first():
     with pytest.raises(ValueError, match="lr_schedule.factors"):
-        schedules.callbacks(settings(lr_schedule={"name": "step", "boundaries": [1], "factors": []}))
+        callbacks.from_settings(settings(lr_schedule={"name": "step", "boundaries": [1], "factors": []}))
     with pytest.raises(ValueError, match="lr_schedule.name"):
-        schedules.learning_rate(settings(lr_schedule={"name": "cosine"}), steps_per_epoch=1)
+        learning_rate(settings(lr_schedule={"name": "cosine"}), steps_per_epoch=1)
 
 
 def test_mode_from_the_metric_name():
-    assert schedules.mode("val_accuracy") == "max"
-    assert schedules.mode("sparse_categorical_accuracy") == "max"
-    assert schedules.mode("val_auc") == "max"
-    assert schedules.mode("val_loss") == "min"
-    assert schedules.mode("loss") == "min"
-    assert schedules.mode("val_mean_squared_error") == "min"
+    assert training_settings.mode("val_accuracy") == "max"
+    assert training_settings.mode("sparse_categorical_accuracy") == "max"
+    assert training_settings.mode("val_auc") == "max"
+    assert training_settings.mode("val_loss") == "min"
+    assert training_settings.mode("loss") == "min"
+    assert training_settings.mode("val_mean_squared_error") == "min"
 
 
 # Reduce on plateau
@@ -330,7 +337,7 @@ def test_reduce_on_plateau_lowers_the_rate_on_a_flat_metric_down_to_the_floor():
         reduce_on_plateau={"monitor": "flat", "factor": 0.1, "patience": 1, "min_learning_rate": 5e-5},
         keep_best=None,
     )
-    (plateau,) = schedules.callbacks(training)
+    (plateau,) = callbacks.from_settings(training)
     assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau)
     record = Record()
     fit(tiny_model(1e-3), [LogValues("flat", [1.0] * 5), plateau, record], epochs=5)
@@ -343,7 +350,7 @@ def test_reduce_on_plateau_lowers_the_rate_on_a_flat_metric_down_to_the_floor():
 
 def test_keep_best_restores_the_best_epoch_and_says_so():
     stream = io.StringIO()
-    keep = schedules.KeepBest("score", stream=stream)
+    keep = callbacks.KeepBest("score", stream=stream)
     record = Record()
     model = tiny_model()
     # A loss-like name, so lower is better: epoch index 1 is the best.
@@ -362,7 +369,7 @@ def test_keep_best_maximizes_accuracy_like_metrics():
         [
             LogValues("val_accuracy", [0.2, 0.5, 0.9, 0.4]),
             record,
-            schedules.KeepBest("val_accuracy", stream=stream),
+            callbacks.KeepBest("val_accuracy", stream=stream),
         ],
         epochs=4,
     )
@@ -379,7 +386,7 @@ def test_keep_best_on_a_real_validation_loss_with_a_step_schedule():
         reduce_on_plateau=None,
         keep_best={"monitor": "val_loss"},
     )
-    scheduler, keep = schedules.callbacks(training, stream=io.StringIO())
+    scheduler, keep = callbacks.from_settings(training, stream=io.StringIO())
     record = Record()
     model = tiny_model(learning_rate=0.1)
     history = fit(model, [scheduler, record, keep], epochs=4, validation_split=0.5)
@@ -394,7 +401,7 @@ def test_keep_best_rejects_a_metric_training_does_not_log():
     with pytest.raises(
         ValueError, match="keep_best.monitor 'val_acc' is not among the metrics of this training: loss"
     ):
-        fit(tiny_model(), [schedules.KeepBest("val_acc", stream=io.StringIO())], epochs=1)
+        fit(tiny_model(), [callbacks.KeepBest("val_acc", stream=io.StringIO())], epochs=1)
 
 
 class Kill(keras.callbacks.Callback):
@@ -415,7 +422,7 @@ def test_keep_best_survives_a_resume_through_state_dir(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit(
             model,
-            [LogValues("score", values), record, schedules.KeepBest("score", state_dir=state), Kill(2)],
+            [LogValues("score", values), record, callbacks.KeepBest("score", state_dir=state), Kill(2)],
             epochs=5,
         )
     assert json.loads((state / "best.json").read_text()) == {"monitor": "score", "value": 1.0, "epoch": 1}
@@ -426,7 +433,7 @@ def test_keep_best_survives_a_resume_through_state_dir(tmp_path):
     resumed = tiny_model(seed=1)
     resumed.set_weights(record.weights[2])
     resumed_record = Record()
-    keep = schedules.KeepBest("score", state_dir=state, stream=stream)
+    keep = callbacks.KeepBest("score", state_dir=state, stream=stream)
     fit(resumed, [LogValues("score", values), resumed_record, keep], epochs=5, initial_epoch=3)
     assert same_weights(resumed.get_weights(), record.weights[1])
     assert not same_weights(resumed.get_weights(), resumed_record.weights[4])
@@ -439,13 +446,13 @@ def test_keep_best_after_a_resume_prefers_a_better_new_epoch(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit(
             tiny_model(),
-            [LogValues("score", values), schedules.KeepBest("score", state_dir=state), Kill(2)],
+            [LogValues("score", values), callbacks.KeepBest("score", state_dir=state), Kill(2)],
             epochs=5,
         )
     record = Record()
     resumed = tiny_model(seed=1)
     stream = io.StringIO()
-    keep = schedules.KeepBest("score", state_dir=state, stream=stream)
+    keep = callbacks.KeepBest("score", state_dir=state, stream=stream)
     fit(resumed, [LogValues("score", values), record, keep], epochs=5, initial_epoch=3)
     assert same_weights(resumed.get_weights(), record.weights[3])
     assert json.loads((state / "best.json").read_text())["epoch"] == 3
@@ -463,7 +470,7 @@ def test_keep_best_ignores_a_record_of_another_metric(tmp_path):
         [
             LogValues("score", [2.0, 1.0]),
             record,
-            schedules.KeepBest("score", state_dir=state, stream=io.StringIO()),
+            callbacks.KeepBest("score", state_dir=state, stream=io.StringIO()),
         ],
         epochs=2,
     )

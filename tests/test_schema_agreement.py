@@ -5,23 +5,21 @@ library; this test keeps the two in step. A new enum or pattern of names in the 
 must be added to AGREEMENTS, or the first test fails.
 """
 
-from pathlib import Path
-
 import pytest
 
-from selfsup import augment, optimizers, protocols, schedules, training
+from selfsup import augment_settings, optimizers, protocols, training_settings
+from selfsup.config import SCHEMA_PATH, load_schema
 from selfsup.data import normalization, sources
-from selfsup.study import load_schema
 
-SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "schemas" / "study.schema.yaml")
+SCHEMA = load_schema(SCHEMA_PATH)
 
 # Schema location of an enum (or a pattern of names) -> what the code accepts there.
 AGREEMENTS = {
-    "/$defs/optimizer/properties/name": list(training.OPTIMIZERS),
+    "/$defs/optimizer/properties/name": list(training_settings.OPTIMIZERS),
     "/$defs/optimizer/properties/weight_decay_mode": list(optimizers.WEIGHT_DECAY_MODES),
-    "/$defs/lr_schedule/properties/name": list(schedules.SCHEDULES),
-    "/$defs/augmentation/properties/preset": list(augment.PRESETS),
-    "/$defs/precision": list(training.PRECISIONS),
+    "/$defs/lr_schedule/properties/name": list(training_settings.SCHEDULES),
+    "/$defs/augmentation/properties/preset": list(augment_settings.PRESETS),
+    "/$defs/precision": list(training_settings.PRECISIONS),
     "/properties/dataset/properties/name": list(sources.SOURCES),
     "/properties/dataset/properties/normalization": list(normalization.KINDS),
     "/properties/dataset/properties/contamination/properties/source": list(sources.SOURCES),

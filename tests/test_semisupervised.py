@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import keras
 import numpy as np
 import pytest
 
@@ -97,6 +98,9 @@ def test_pseudo_labels_weigh_their_certainty(files, tmp_path):
     wrong = (data.y_train[split.unlabeled] + 1) % 4
 
     def student(certainty):
+        # Both students start from the same weights: the comparison is then the labels'
+        # weights alone, not two draws of an initialization (jobs seed theirs the same way).
+        keras.utils.set_random_seed(1)
         path = tmp_path / f"wrong{certainty}.h5"
         confidences = np.full(len(wrong), certainty, np.float32)
         teacher = {"teacher_test_accuracy": 0.25, "teacher_train_accuracy": 0.5}

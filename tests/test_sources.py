@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import re
 import shutil
 import socket
 import struct
@@ -14,10 +15,18 @@ import numpy as np
 import pytest
 import yaml
 
+from selfsup import fingerprints
 from selfsup.data.dataset import DataError
 from selfsup.data.generated import load_digits, make_synthetic
 from selfsup.data.idx import IDX_FILES, read_idx, read_idx_folder
-from selfsup.data.sources import FASHION, SOURCES, download, foreign_images, layout, load_dataset
+from selfsup.data.sources import (
+    FASHION,
+    SOURCES,
+    download,
+    foreign_images,
+    layout,
+    load_dataset,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -410,9 +419,16 @@ def test_missing_real_data_skips_with_reason(real_data_dir):
 # --- the registry ---------------------------------------------------------------------
 
 
-def test_schema_names_exactly_the_registered_sources():
+@pytest.mark.parametrize("where", ["name", "contamination"])
+def test_schema_names_exactly_the_registered_sources(where):
     schema = yaml.safe_load((REPO / "schemas" / "study.schema.yaml").read_text())
-    assert schema["properties"]["dataset"]["properties"]["name"]["enum"] == list(SOURCES)
+    dataset = schema["properties"]["dataset"]["properties"]
+    enum = (
+        dataset["name"]["enum"]
+        if where == "name"
+        else dataset["contamination"]["properties"]["source"]["enum"]
+    )
+    assert enum == list(SOURCES)
 
 
 @pytest.mark.parametrize("name", ["digits", "synthetic"])
@@ -425,15 +441,68 @@ def test_layout_matches_what_the_loader_gives(name):
     assert tuple(data.class_names) == expected.class_names
 
 
-def test_every_source_declares_a_consistent_entry():
-    for name, source in SOURCES.items():
-        entry = layout(name)
-        assert len(entry.image_shape) == 3 and entry.n_train > 0 and entry.n_test > 0, name
-        assert len(set(entry.class_names)) == len(entry.class_names) > 1, name
-        assert bool(entry.n_folds) == bool(entry.fold_size), name
-        for filename, md5 in source.files.items():
-            assert len(md5) == 32 and int(md5, 16) >= 0, (name, filename)
-            assert source.origin.startswith("http"), name
+# The contract every registry entry meets: a new source gets these tests by its one line.
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_source_declares_a_consistent_layout(name):
+    source = SOURCES[name]
+    assert source.description, name
+    entry = layout(name)
+    assert len(entry.image_shape) == 3 and all(isinstance(d, int) and d > 0 for d in entry.image_shape)
+    assert entry.n_train > 0 and entry.n_test > 0 and entry.n_unlabeled >= 0
+    assert all(isinstance(c, str) and c for c in entry.class_names)
+    assert len(set(entry.class_names)) == len(entry.class_names) > 1
+    # Folds: both or neither, each within the training images (STL-10's folds overlap).
+    assert bool(entry.n_folds) == bool(entry.fold_size)
+    assert entry.fold_size <= entry.n_train
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_source_declares_checksummed_files_and_their_origin(name):
+    source = SOURCES[name]
+    for filename, md5 in source.files.items():
+        assert re.fullmatch(r"[0-9a-f]{32}", md5), (filename, md5)
+    if source.needs_files:
+        assert re.fullmatch(r"https?://\S+/", source.origin), source.origin
+    # contents: the decompressed MD5 of each gzip file, exactly those.
+    gzipped = {f.removesuffix(".gz") for f in source.files if f.endswith(".gz")}
+    assert set(source.contents) == (gzipped if source.contents else set())
+    for stem, md5 in source.contents.items():
+        assert re.fullmatch(r"[0-9a-f]{32}", md5), (stem, md5)
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_source_lists_the_choices_of_its_string_options(name):
+    source = SOURCES[name]
+    assert set(source.choices) <= set(source.options)
+    for key, default in source.options.items():
+        if isinstance(default, str):
+            assert key in source.choices, f"{name} option {key} is a string without choices"
+    for key, allowed in source.choices.items():
+        assert source.options[key] in allowed
+        for value in allowed:  # each choice has a layout
+            assert layout(name, {key: value}).n_train > 0
+        with pytest.raises(DataError, match=f"{name} option {key}"):
+            layout(name, {key: "no-such-choice"})
+
+
+@pytest.mark.parametrize("name", [name for name, source in SOURCES.items() if source.needs_files])
+def test_every_source_with_files_names_them_and_data_dir_when_they_are_missing(name, tmp_path):
+    with pytest.raises(DataError) as error:
+        load_dataset(name, tmp_path, tmp_path / "work")
+    message = str(error.value)
+    assert "dataset.data_dir" in message
+    assert any(filename in message for filename in SOURCES[name].files), message
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_source_module_is_fingerprinted_by_the_prepare_rule(name):
+    """The prepare job's fingerprint holds what its script imports (selfsup.fingerprints):
+    editing a source's own module must re-run its prepare job."""
+    module = SOURCES[name].load.__module__
+    prepare = Path(__file__).resolve().parents[1] / "scripts" / "prepare.py"
+    assert module.replace("selfsup.", "").replace(".", "/") + ".py" in fingerprints.library_files(prepare)
 
 
 def test_cifar100_label_modes_change_the_classes():

@@ -317,7 +317,7 @@ def test_several_steps_per_execution_train_exactly_as_one(monkeypatch):
     # A pure speed-up: the same steps in the same order, so the same weights and history,
     # bit for bit, including an epoch whose step count is no multiple of it.
     from selfsup import training
-    from selfsup.data.inputs import batches
+    from selfsup.inputs import batches
     from selfsup.stages import common
 
     rng = np.random.default_rng(0)

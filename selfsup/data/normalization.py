@@ -1,7 +1,7 @@
 """Input normalization: statistics of the training images, applied to every batch.
 
 Computed once per split from the training images only (never test images), stored in
-the split file, and applied by selfsup.data.inputs in pretext and downstream jobs alike.
+the split file, and applied by selfsup.inputs in pretext and downstream jobs alike.
 """
 
 from __future__ import annotations

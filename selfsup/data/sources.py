@@ -5,67 +5,27 @@ the image shape, split sizes and class names (known without loading anything, so
 study is checked before any job runs), its options, its loader, and whether it ships
 its own unlabeled images and predefined folds. The schema's dataset names, the study
 checks and the download and prepare rules all read from here (tests/test_sources.py
-fails when the schema disagrees).
+fails when the schema disagrees, or an entry breaks the contract every source meets).
+
+A new dataset is one module building its `Source` (selfsup.data.dataset), as
+selfsup/data/svhn.py does, and one line in SOURCES below; the sources defined in this
+file predate that convention.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from selfsup.data import archives, formats
-from selfsup.data.dataset import DataError, Dataset, Foreign, foreign_count
+from selfsup.data import archives, formats, svhn
+from selfsup.data.dataset import DataError, Dataset, Foreign, Layout, Source, foreign_count
 from selfsup.data.generated import load_digits, make_synthetic
 from selfsup.data.idx import read_idx_folder
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What a source holds, for given options: sizes, image shape, classes."""
-
-    n_train: int
-    n_test: int
-    image_shape: tuple[int, int, int]
-    class_names: tuple[str, ...]
-    n_unlabeled: int = 0  # the source's own unlabeled images (STL-10), 0 if none
-    n_folds: int = 0  # predefined folds of training indices (STL-10), 0 if none
-    fold_size: int = 0  # training images in each fold
-
-
-@dataclass(frozen=True)
-class Source:
-    """One dataset: its files, layout, options and loader.
-
-    `load(folder, work_dir, verify, option, files, contents, **options)` reads the dataset
-    from `folder` (the download folder or the study setting `option`), checking its files
-    against the entry's `files` and `contents` checksums when `verify`; archives are
-    extracted into `work_dir`.
-    `files` maps each official file to its published MD5; empty when nothing is
-    downloaded. `contents` maps the decompressed name of each gzip-compressed file (the
-    IDX files) to the MD5 of its decompressed bytes, which a folder may hold raw or
-    compressed by another tool. `choices` lists the allowed values of string options.
-    """
-
-    description: str
-    layout: Callable[[dict], Layout]
-    load: Callable[..., Dataset]
-    options: dict = field(default_factory=dict)
-    choices: dict = field(default_factory=dict)
-    files: dict = field(default_factory=dict)
-    origin: str = ""
-    contents: dict = field(default_factory=dict)
-
-    @property
-    def needs_files(self) -> bool:
-        return bool(self.files)
-
 
 DIGITS = tuple(str(d) for d in range(10))
 FASHION = (
@@ -322,6 +282,7 @@ SOURCES: dict[str, Source] = {
         files={formats.STL10["archive"]: formats.STL10["md5"]},
         origin=formats.STL10["url"].rsplit("/", 1)[0] + "/",
     ),
+    "svhn": svhn.SOURCE,
     "digits": Source(
         description="scikit-learn's bundled 8x8 digits (no download), 1,500 train / 297 test",
         layout=_fixed(Layout(1500, 297, (8, 8, 1), DIGITS)),
@@ -440,44 +401,6 @@ def foreign_images(
     # Only the chosen images are copied out of the (possibly memmapped) source.
     images = np.asarray(source.x_train[index], np.uint8)
     return Foreign(images, index.astype(np.int64), name, float(fraction), int(seed))
-
-
-def prepare(
-    name: str,
-    folder,
-    options: dict,
-    path,
-    meta: dict,
-    contamination: dict | None = None,
-    verify_checksums: bool = True,
-) -> None:
-    """Load source `name` and write it to `path` (selfsup.artifacts' dataset layout).
-
-    Archives are extracted into a temporary folder beside `path` (the data folder may be
-    read-only, and /tmp too small for STL-10), removed once the images are copied out.
-    `contamination` ({source, fraction, seed, folder}): append foreign training images
-    of another source after the training images, labeled -1 (see `foreign_images`).
-    `verify_checksums`: check both sources' files against their published checksums.
-    """
-    from selfsup import artifacts
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".extract-", dir=Path(path).parent) as work_dir:
-        dataset = load_dataset(name, folder, work_dir, verify_checksums=verify_checksums, **options)
-        print(
-            f"{name}: train {dataset.x_train.shape}, test {dataset.x_test.shape}, unlabeled "
-            f"{None if dataset.x_unlabeled is None else dataset.x_unlabeled.shape}",
-            flush=True,
-        )
-        foreign = None
-        if contamination:
-            foreign = foreign_images(contamination, dataset, Path(work_dir) / "foreign", verify_checksums)
-            print(
-                f"contamination: {len(foreign.images)} {foreign.source} training images appended "
-                f"(fraction {foreign.fraction}, seed {foreign.seed})",
-                flush=True,
-            )
-        artifacts.write_dataset(path, dataset, meta, foreign=foreign)
 
 
 _TIMEOUT = 60  # seconds without a byte before a download counts as failed

@@ -12,44 +12,12 @@ the test set and normalization statistics see the genuine images only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from selfsup.data.dataset import foreign_count
+from selfsup.data.dataset import Split, foreign_count
 from selfsup.data.normalization import Normalization
 
 OWN_UNLABELED = "own"  # split.unlabeled value: the dataset's own unlabeled images
-
-
-@dataclass
-class Split:
-    """Indices into a dataset: `labeled`, `unlabeled` and `test` pools.
-
-    `budget_order` is the labeled pool reordered so that every prefix is a
-    class-stratified subset: the budget of n labels is `budget_order[:n]`.
-    `monitor` is a labeled slice held out from every budget, on which pretext runs
-    report their kNN accuracy (selfsup.monitor). `foreign`: the entries of `unlabeled`
-    that are foreign images of a contaminated dataset (indices into the training
-    images, sorted), empty when none.
-    """
-
-    labeled: np.ndarray
-    unlabeled: np.ndarray
-    test: np.ndarray
-    budget_order: np.ndarray
-    unlabeled_part: str = "train"  # which images `unlabeled` indexes: train | unlabeled
-    normalization: Normalization = field(default_factory=Normalization)
-    monitor: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    foreign: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def budget(self, n: int | str) -> np.ndarray:
-        if n == "all":
-            return self.budget_order
-        n = int(n)
-        if n > len(self.budget_order):
-            raise ValueError(f"budget {n} exceeds the labeled pool of {len(self.budget_order)}")
-        return self.budget_order[:n]
 
 
 def index_range(bounds: list[int] | None, size: int, what: str) -> np.ndarray:
@@ -202,41 +170,6 @@ def make_split(
         normalization=normalization or Normalization(),
         monitor=np.sort(held_out),
         foreign=mixed,
-    )
-
-
-def split_dataset(data_path, settings: dict, seed: int) -> Split:
-    """The split of replicate `seed` of the prepared dataset at `data_path`.
-
-    `settings`: the study's split section plus `normalization` (its kind), whose
-    statistics come from the genuine training images, read in chunks from the file.
-    A contaminated file's foreign images and fraction come from the file itself.
-    """
-    from selfsup import artifacts
-    from selfsup.data import normalization
-
-    info = artifacts.read_labels(data_path)
-    foreign = info["foreign"]
-    images = artifacts.ImageFile(data_path, "train", stop=info["sizes"]["train"] - len(foreign))
-    try:
-        stats = normalization.compute(settings.get("normalization", "none"), images)
-    finally:
-        images.close()
-    return make_split(
-        info["y_train"],
-        info["sizes"]["test"],
-        settings.get("labeled"),
-        settings.get("unlabeled"),
-        settings.get("test"),
-        seed=seed,
-        labeled_fraction=settings.get("labeled_fraction"),
-        folds=settings.get("folds", False),
-        predefined_folds=info["folds"],
-        n_own_unlabeled=info["sizes"].get("unlabeled", 0),
-        normalization=stats,
-        monitor=settings.get("monitor", 0),
-        foreign=foreign,
-        foreign_fraction=(info["contamination"] or {}).get("fraction", 0.0),
     )
 
 

@@ -22,6 +22,7 @@ METHODS: dict[str, str] = {
     "simsiam": "selfsup.pretext.simsiam:SimSiam",
     "barlow_twins": "selfsup.pretext.barlow_twins:BarlowTwins",
     "byol": "selfsup.pretext.byol:BYOL",
+    "mocov2plus": "selfsup.pretext.mocov2plus:MoCoV2Plus",
     "vicreg": "selfsup.pretext.vicreg:VICReg",
 }
 # The methods whose workflow makes pseudo-labels before training (a rule of their own):

@@ -1,7 +1,7 @@
 """The pretext method contract: one class per method, registered in selfsup.pretext.METHODS.
 
 A method is a `PretextMethod` subclass. The pipeline builds its Keras model around the
-study's encoder, compiles it, feeds it batches made by selfsup.data.inputs through the
+study's encoder, compiles it, feeds it batches made by selfsup.inputs through the
 method's `transform`, and saves the encoder. The model may be a plain functional model
 compiled with a loss (rotation, the autoencoders), or a keras.Model subclass that owns
 `compile`, `train_step`, `test_step`, its metrics and its augmentation layers (the

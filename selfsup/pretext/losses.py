@@ -10,8 +10,8 @@ their models around them. Inputs are cast to float32; every loss returns a float
 
 Conventions (where the papers or their code leave a choice):
 - L2 normalization is `tf.math.l2_normalize` (x / sqrt(max(sum x^2, 1e-12))).
-- Stop-gradients sit where the papers put them: on the targets of SimSiam and BYOL and
-  on the nearest neighbours of NNCLR.
+- Stop-gradients sit where the papers put them: on the targets of SimSiam and BYOL, on
+  the nearest neighbours of NNCLR and on MoCo's keys and queue.
 - Barlow Twins standardizes each dimension as the authors' BatchNorm1d(affine=False)
   does: (z - mean) / sqrt(biased variance + 1e-5).
 - VICReg uses the unbiased (N - 1) variance and covariance, with 1e-4 inside the square
@@ -76,6 +76,23 @@ def nnclr(z1, z2, queue, temperature, p1=None, p2=None) -> tf.Tensor:
     # With a predictor the neighbour of z1 is contrasted with the prediction p2 of view 2
     # (and symmetrically), as in the paper; without one, with the other projection.
     return (one_way(z1, z2 if p2 is None else p2) + one_way(z2, z1 if p1 is None else p1)) / 2
+
+
+def moco(query, key, queue, temperature) -> tf.Tensor:
+    """MoCo's InfoNCE: He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020.
+
+    Each query (N, D) is classified among its own key (the positive) and the queue's K
+    rows (the negatives) by softmax of cosine / temperature, as facebookresearch/moco
+    moco/builder.py (`logits = cat([l_pos, l_neg]) / T`, label 0) and solo-learn
+    solo/losses/mocov2plus.py. The keys and queue come from the momentum network: no
+    gradient flows into them."""
+    q = _normalize(query)
+    k = tf.stop_gradient(_normalize(key))
+    negatives = tf.stop_gradient(_normalize(queue))
+    positive = tf.reduce_sum(q * k, axis=-1, keepdims=True)  # (N, 1)
+    negative = tf.matmul(q, negatives, transpose_b=True)  # (N, K)
+    logits = tf.concat([positive, negative], axis=1) / temperature
+    return _cross_entropy(logits, tf.zeros(tf.shape(q)[:1], tf.int32))
 
 
 def negative_cosine(p, z) -> tf.Tensor:

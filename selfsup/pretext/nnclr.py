@@ -5,10 +5,8 @@ Dwibedi et al., "With a Little Help from My Friends: Nearest-Neighbor Contrastiv
 
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
-
 from selfsup.pretext import losses
+from selfsup.pretext.queue import Queue
 from selfsup.pretext.two_view import TwoViewMethod, TwoViewModel
 
 
@@ -16,37 +14,21 @@ class NNCLRModel(TwoViewModel):
     def __init__(self, options, total_steps=None, **kwargs):
         super().__init__(**kwargs)
         self.temperature = options["temperature"]
-        width = options["projector"][-1]
         # The support set: normalized projections of past batches, first in first out. It
         # starts random (as in the paper's code), so early neighbours are noise.
-        self.queue = self.add_weight(
-            shape=(options["queue_size"], width),
-            initializer=keras.initializers.RandomNormal(seed=0),
-            trainable=False,
-            name="support_set",
-        )
-        self.queue_position = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False)
+        self.queue = Queue(options["queue_size"], options["projector"][-1], seed=0, name="support_set")
         self.latest = None
-
-    def build(self, input_shape) -> None:
-        self.queue.assign(tf.math.l2_normalize(self.queue, axis=1))
-        super().build(input_shape)
 
     def view_loss(self, x1, x2, training):
         z1, p1 = self.predict_projection(x1, training)
         z2, p2 = self.predict_projection(x2, training)
         if training:
             self.latest = z1
-        return losses.nnclr(z1, z2, self.queue, self.temperature, p1=p1, p2=p2), z1
+        return losses.nnclr(z1, z2, self.queue.vectors, self.temperature, p1=p1, p2=p2), z1
 
     def after_step(self) -> None:
         # Enqueue this batch's view-1 projections where the oldest entries are.
-        size = tf.shape(self.queue, out_type=tf.int64)[0]
-        batch = tf.shape(self.latest, out_type=tf.int64)[0]
-        rows = (self.queue_position + tf.range(batch)) % size
-        entries = tf.stop_gradient(tf.math.l2_normalize(tf.cast(self.latest, self.queue.dtype), axis=1))
-        self.queue.assign(tf.tensor_scatter_nd_update(self.queue, rows[:, None], entries))
-        self.queue_position.assign((self.queue_position + batch) % size)
+        self.queue.enqueue(self.latest)
 
 
 class NNCLR(TwoViewMethod):

@@ -15,6 +15,7 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from selfsup.pretext.base import PretextMethod
@@ -243,16 +244,12 @@ def compile_args(options: dict) -> dict:
 
 def gaussian_noise(images, stddev: float, seed):
     """Add N(0, stddev^2) to every pixel, clipped back to [0, 1]."""
-    import tensorflow as tf
-
     noise = tf.random.stateless_normal(tf.shape(images), seed, stddev=stddev)
     return tf.clip_by_value(images + noise, 0.0, 1.0)
 
 
 def masking_noise(images, fraction: float, seed):
     """Set each pixel to 0 with probability `fraction` (Vincent et al.'s masking noise)."""
-    import tensorflow as tf
-
     keep = tf.random.stateless_uniform(tf.shape(images), seed) >= fraction
     return images * tf.cast(keep, images.dtype)
 
@@ -262,8 +259,6 @@ def rectangle_mask(images, fraction: float, seed):
 
     Returns a float mask of shape (N, H, W, 1): 1 where removed.
     """
-    import tensorflow as tf
-
     shape = tf.shape(images)
     n, height, width = shape[0], shape[1], shape[2]
     side = math.sqrt(fraction)
@@ -288,8 +283,6 @@ def patch_mask(images, patch_size: int, fraction: float, seed):
 
     Returns a float mask of shape (N, H, W, 1): 1 where removed.
     """
-    import tensorflow as tf
-
     shape = tf.shape(images)
     n, height, width = shape[0], shape[1], shape[2]
     cells = (-(-height // patch_size), -(-width // patch_size))  # ceil division
@@ -301,8 +294,6 @@ def patch_mask(images, patch_size: int, fraction: float, seed):
 def region_weights(mask, region_weight: float):
     """Per-pixel loss weights of shape (N, H, W): `region_weight` inside the removed region, 1 outside,
     scaled to mean 1 per image so the loss keeps the scale of the unweighted one."""
-    import tensorflow as tf
-
     weights = 1.0 + (region_weight - 1.0) * mask[..., 0]
     return weights / tf.reduce_mean(weights, axis=(1, 2), keepdims=True)
 
@@ -325,8 +316,6 @@ def transform(images, labels, seed, corrupt, options: dict):
 
 def examples(model: keras.Model, images: np.ndarray, corrupt, options: dict, seed: int) -> dict:
     """Input, corrupted input (when there is a corruption) and the model's reconstruction."""
-    import tensorflow as tf
-
     images = np.asarray(images, dtype=np.float32)
     if corrupt is None:
         return {"input": images, "output": model.predict(images, verbose=0)}

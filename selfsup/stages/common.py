@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from selfsup import artifacts, schedules, training
-from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB
+from selfsup import artifacts, training
+from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB
 
 
 def compile_model(model, settings: dict, steps_per_epoch: int, **compile_args) -> None:
-    learning_rate = schedules.learning_rate(settings, steps_per_epoch)
+    learning_rate = training.learning_rate(settings, steps_per_epoch)
     model.compile(
         optimizer=training.make_optimizer(settings["optimizer"], learning_rate),
         jit_compile=settings.get("jit_compile", False),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,18 +15,20 @@ from threadpoolctl import threadpool_limits
 from selfsup import (
     artifacts,
     augment,
+    callbacks,
     downstream,
     encoders,
     joint,
     monitor,
     probes,
     protocols,
-    schedules,
     training,
 )
-from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
+from selfsup.data.dataset import NO_LABEL
 from selfsup.data.splits import validation_cut
 from selfsup.encoders import build_encoder
+from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
+from selfsup.jobs import input_files, resume_dir, write_json
 from selfsup.stages import common
 
 
@@ -158,7 +161,7 @@ def train_downstream(
         samples_per_epoch=len(fit_pos),
         validation_data=validation,
         early_stopping=settings["early_stopping"],
-        extra_callbacks=schedules.callbacks(settings, common.keep_best_dir(resume_dir), stream),
+        extra_callbacks=callbacks.from_settings(settings, common.keep_best_dir(resume_dir), stream),
         resume_dir=resume_dir,
         stream=stream,
     )
@@ -335,3 +338,32 @@ def predict_pool(model, data_path, part: str, indices, normalization, batch_size
     probabilities = model.predict(data, verbose=0)
     common.close_pool(images)
     return probabilities
+
+
+def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
+    """The job of the downstream rule and of the joint rule, whose unlabeled pool images
+    join the budget with no label (the joint model masks their class loss)."""
+    seed = int(wildcards["seed"])
+    settings = params["settings"]
+    training.configure(params["tf_threads"], seed, settings["deterministic"])
+    extra = None
+    if settings["protocol"] == "joint":
+        pool, part = artifacts.read_pool(inputs["pool"])
+        extra = ExtraExamples(part, pool, labels=np.full(len(pool), NO_LABEL))
+    metrics, history, _ = train_downstream(
+        data_path=inputs["data"],
+        split_path=inputs["split"],
+        encoder_path=inputs.get("encoder"),
+        encoder_spec=params["encoder"],
+        settings=settings,
+        budget=wildcards["budget"],
+        seed=seed,
+        extra=extra,
+        resume_dir=resume_dir(Path(outputs["metrics"]).parent, list(params.values()), input_files(inputs)),
+    )
+    # The joint rule's path fixes its method: it starts from no pretext encoder.
+    metrics.update(
+        study=params["study"], method=wildcards.get("method", "none"), pool=wildcards["pool"], seed=seed
+    )
+    history.to_csv(outputs["history"], index=False)
+    write_json(outputs["metrics"], metrics)

@@ -4,13 +4,15 @@ labeled images; write the scores and the pool of the typical images."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from selfsup import artifacts, augment, outliers, schedules, training
-from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
+from selfsup import artifacts, augment, outliers, training
 from selfsup.encoders import build_encoder
+from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
+from selfsup.jobs import input_files, resume_dir
 from selfsup.stages import common
 
 
@@ -53,7 +55,7 @@ def filter_outliers(
     info = artifacts.read_labels(data_path)
     encoder = build_encoder(encoder_spec["name"], info["image_shape"], **encoder_spec["options"])
     steps = common.steps_per_epoch(len(labeled_pos), settings["batch_size"])
-    optimizer = training.make_optimizer(settings["optimizer"], schedules.learning_rate(settings, steps))
+    optimizer = training.make_optimizer(settings["optimizer"], training.learning_rate(settings, steps))
     print(
         f"outliers {settings['method']}: trained on {len(labeled_pos)} labeled images, scoring "
         f"{len(pool)} {part} images of the pool, at most {settings['epochs']} epochs",
@@ -114,3 +116,23 @@ def rank_auroc(positive_scores, negative_scores) -> float:
     ranks = pd.Series(scores).rank().to_numpy()  # average ranks for ties
     n_pos, n_neg = len(positive_scores), len(negative_scores)
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
+    """The outliers rule's job."""
+    seed = int(wildcards["seed"])
+    settings = params["settings"]
+    training.configure(params["tf_threads"], seed, settings["deterministic"])
+    filter_outliers(
+        data_path=inputs["data"],
+        split_path=inputs["split"],
+        pool_path=inputs["pool"],
+        settings=settings,
+        encoder_spec=params["encoder"],
+        seed=seed,
+        meta={"study": params["study"]},
+        outliers_path=outputs["scores"],
+        inliers_path=outputs["pool"],
+        history_path=outputs["history"],
+        resume_dir=resume_dir(Path(outputs["scores"]).parent, list(params.values()), input_files(inputs)),
+    )

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import sys
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
-from selfsup import artifacts, augment, monitor, schedules, training
+from selfsup import artifacts, augment, callbacks, training
 from selfsup.data.dataset import scale
-from selfsup.data.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
 from selfsup.data.splits import validation_cut
 from selfsup.encoders import build_encoder
+from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
+from selfsup.jobs import input_files, resume_dir
 from selfsup.pretext import get_method
 from selfsup.stages import common
 
@@ -106,9 +108,9 @@ def train_pretext(
     )
     model = method.build(encoder, options, total_steps=steps * settings["epochs"], **in_model)
     common.compile_model(model, settings, steps, **method.compile_args(options))
-    callbacks = schedules.callbacks(settings, common.keep_best_dir(resume_dir), stream)
+    stage_callbacks = callbacks.from_settings(settings, common.keep_best_dir(resume_dir), stream)
     if len(split.monitor):
-        callbacks.insert(0, _knn_monitor(data_path, split, encoder, settings["knn_monitor"], stream))
+        stage_callbacks.insert(0, _knn_monitor(data_path, split, encoder, settings["knn_monitor"], stream))
     print(
         f"pretext {settings['method']}: {len(train_pos)} samples ({len(val_pos)} validation) from "
         f"{len(np.unique(indices))} {part} images ({'in memory' if isinstance(images, np.ndarray) else 'streamed from disk'}), "
@@ -124,7 +126,7 @@ def train_pretext(
         samples_per_epoch=len(train_pos),
         validation_data=validation,
         early_stopping=settings.get("early_stopping"),
-        extra_callbacks=callbacks,
+        extra_callbacks=stage_callbacks,
         resume_dir=resume_dir,
         stream=stream,
     )
@@ -181,4 +183,25 @@ def _knn_monitor(data_path, split, encoder, knn: dict, stream):
         file=stream,
         flush=True,
     )
-    return monitor.knn_callback(encoder, images, labels, **knn, stream=stream)
+    return callbacks.KnnMonitor(encoder, images, labels, **knn, stream=stream)
+
+
+def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
+    """The pretext rule's job."""
+    seed = int(wildcards["seed"])
+    settings = params["settings"]
+    training.configure(params["tf_threads"], seed, settings["deterministic"])
+    train_pretext(
+        data_path=inputs["data"],
+        split_path=inputs["split"],
+        pool_path=inputs["pool"],
+        pseudo_path=inputs.get("pseudo"),
+        settings=settings,
+        encoder_spec=params["encoder"],
+        seed=seed,
+        meta={"study": params["study"], "pretext": wildcards["method"], "pool": wildcards["pool"]},
+        encoder_path=outputs["encoder"],
+        history_path=outputs["history"],
+        examples_path=outputs["examples"],
+        resume_dir=resume_dir(Path(outputs["encoder"]).parent, list(params.values()), input_files(inputs)),
+    )

@@ -4,10 +4,12 @@ trained on labels plus the pseudo-labels of every round."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from selfsup import artifacts
+from selfsup import artifacts, training
+from selfsup.jobs import input_files, resume_dir, write_json
 from selfsup.stages.downstream import ExtraExamples, predict_pool, train_downstream
 
 
@@ -108,3 +110,52 @@ def self_training_round(
         flush=True,
     )
     return metrics, history, accepted
+
+
+def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
+    """The job of both self-training rules: a round (threshold given) trains a teacher and
+    writes the pseudo-labels it accepts; the student (no threshold) is the run whose
+    metrics count."""
+    seed = int(wildcards["seed"])
+    settings = params["settings"]
+    threshold = params["threshold"]
+    training.configure(params["tf_threads"], seed, settings["deterministic"])
+    first_output = Path(next(iter(outputs.values())))
+    # Rounds share their run's folder, so each keeps its resume state in a folder of its own.
+    state_dir = first_output.parent if threshold is None else first_output.parent / first_output.stem
+    metrics, history, accepted = self_training_round(
+        data_path=inputs["data"],
+        split_path=inputs["split"],
+        pool_path=inputs["pool"],
+        earlier_rounds=list(inputs["rounds"]),
+        encoder_path=inputs.get("encoder"),
+        encoder_spec=params["encoder"],
+        settings=settings,
+        budget=wildcards["budget"],
+        seed=seed,
+        threshold=threshold,
+        resume_dir=resume_dir(state_dir, list(params.values()), input_files(inputs)),
+    )
+    history.to_csv(outputs["history"], index=False)
+    meta = {
+        "study": params["study"],
+        "method": wildcards["method"],
+        "pool": wildcards["pool"],
+        "budget": wildcards["budget"],
+        "seed": seed,
+    }
+    if accepted is None:
+        write_json(outputs["metrics"], {**metrics, **meta})
+        return
+    artifacts.write_teacher_labels(
+        outputs["labels"],
+        accepted.pop("indices"),
+        accepted.pop("labels"),
+        accepted.pop("confidences"),
+        int(wildcards["round"]),
+        {
+            **meta,
+            "threshold": threshold,
+            **{key: value for key, value in accepted.items() if value is not None},
+        },
+    )

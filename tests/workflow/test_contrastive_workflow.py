@@ -4,6 +4,7 @@ recipe, on STL-10 files in the official binary layout, with the kNN monitor on."
 
 from __future__ import annotations
 
+import data_writers
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,7 +48,7 @@ def test_study_e_runs_end_to_end_on_official_stl10_files(tmp_path):
     rng = np.random.default_rng(5)
     y_train, y_test = np.arange(60) % 10, np.arange(20) % 10
     folds = [np.sort(rng.choice(60, 10, replace=False)) for _ in range(10)]
-    folder = formats.write_stl10(
+    folder = data_writers.write_stl10(
         tmp_path / "data" / formats.STL10["folder"],
         glyph_images(60, 96, y_train, 2),
         y_train,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 
+import data_writers
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,7 +28,7 @@ def data_dirs(tmp_path_factory):
     """A CIFAR-100 binary folder (5 of its classes in use) and a CIFAR-10 one to contaminate it with."""
     root = tmp_path_factory.mktemp("cifar")
     y_train, y_test = np.arange(N_TRAIN) % 5, np.arange(N_TEST) % 5
-    formats.write_cifar100(
+    data_writers.write_cifar100(
         root / "cifar100" / formats.CIFAR100["folder"],
         glyph_images(N_TRAIN, 32, y_train, 0),
         y_train * 20,  # fine labels 0, 20, ..., 80
@@ -41,7 +42,7 @@ def data_dirs(tmp_path_factory):
     # Foreign images: uniform noise, nothing like the glyphs.
     rng = np.random.default_rng(2)
     foreign = rng.integers(0, 256, (200, 32, 32, 3)).astype(np.uint8)
-    formats.write_cifar10(
+    data_writers.write_cifar10(
         root / "cifar10" / formats.CIFAR10["folder"],
         foreign,
         np.arange(200) % 10,

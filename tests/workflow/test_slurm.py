@@ -32,7 +32,8 @@ def gpu_rules() -> set[str]:
     rules = set()
     for path in (REPO / "rules").glob("*.smk"):
         for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", path.read_text(), re.M):
-            if re.search(r"^\s+gpu=1,", body, re.M):
+            # One definition, rules/common.smk's training_resources, gives gpu=1.
+            if re.search(r"^\s+\*\*training_resources\(", body, re.M):
                 rules.add(name)
     return rules
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import tensorflow as tf
 
+from selfsup import augment as augmentations
 from selfsup.data.normalization import Normalization
 
 # Pools above this many bytes of uint8 images are read per batch from the HDF5 file.
@@ -36,8 +38,6 @@ SHUFFLE, AUGMENT, TRANSFORM = 0, 1, 2
 
 def batch_key(seed, stream: int, epoch, batch):
     """The stateless [2] int64 seed of `stream` for batch `batch` of epoch `epoch`."""
-    import tensorflow as tf
-
     fold_in = tf.random.experimental.stateless_fold_in
     key = tf.stack([tf.cast(seed, tf.int64), tf.constant(stream, tf.int64)])
     return fold_in(fold_in(key, tf.cast(epoch, tf.int64)), tf.cast(batch, tf.int64))
@@ -84,9 +84,6 @@ def batches(
             statistics almost nothing to work with); the shuffled order changes each
             epoch, so every image is still seen.
     """
-    import tensorflow as tf
-
-    from selfsup import augment as augmentations
 
     positions = np.asarray(positions, np.int64)
     has_labels = labels is not None
