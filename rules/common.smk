@@ -31,19 +31,21 @@ LOGS = f"logs/{STUDY['study']}"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 # One classifier run (a protocol on a budget and seed), as a path with Snakemake's
 # wildcards: its folder under RESULTS, its log under LOGS, its benchmark under BENCHMARKS.
-RUN = "runs/{pool}/{method}/{protocol}/n{budget}/seed{seed}"
+RUN = "runs/{pool}/{pretext}/{protocol}/n{budget}/seed{seed}"
 DATASET = STUDY["dataset"]["name"]
 PRETEXT = STUDY["pretext"]
 PROTOCOLS = STUDY["downstream"]["protocols"]
 POOLS = STUDY["pools"]
-BASELINE_METHOD = "none"  # the method name of runs that use no pretext encoder
+# The pretext wildcard names a pretext run (a key of the study's pretext section), or
+# this for runs that use no pretext encoder.
+NO_PRETEXT = "none"
 NO_POOL = "none"  # the pool name of runs that read no unlabeled images
 SCRIPTS = Path(workflow.basedir) / "scripts"
 
 
 wildcard_constraints:
     dataset=r"[a-z_]+",
-    method="|".join([BASELINE_METHOD, *PRETEXT]),
+    pretext="|".join([NO_PRETEXT, *PRETEXT]),
     pool="|".join([NO_POOL, *POOLS]),
     # Classifier protocols only: self_training and joint runs have rules of their own.
     protocol=protocols.CLASSIFIER_PATTERN,
@@ -55,7 +57,7 @@ wildcard_constraints:
 def run(**fixed):
     """RUN with the wildcards named in `fixed` set (the others stay wildcards)."""
     wildcards = {
-        key: f"{{{key}}}" for key in ("pool", "method", "protocol", "budget", "seed")
+        key: f"{{{key}}}" for key in ("pool", "pretext", "protocol", "budget", "seed")
     }
     return RUN.format_map({**wildcards, **fixed})
 
@@ -171,12 +173,12 @@ def split_settings(wildcards):
 
 
 def pretext_settings(wildcards):
-    return PRETEXT[wildcards.method]
+    return PRETEXT[wildcards.pretext]
 
 
 def pseudo_label_settings(wildcards):
     """Only what pseudo-labels depend on, so that editing epochs or optimizer keeps them."""
-    entry = PRETEXT[wildcards.method]
+    entry = PRETEXT[wildcards.pretext]
     return {"method": entry["method"], "options": entry["options"]}
 
 
@@ -199,7 +201,7 @@ def stage_inputs(wildcards):
 
 def pretext_inputs(wildcards):
     inputs = {**stage_inputs(wildcards), "pool": pool_input(wildcards)}
-    if pretext.has_pseudo_labels(PRETEXT[wildcards.method]["method"]):
+    if pretext.has_pseudo_labels(PRETEXT[wildcards.pretext]["method"]):
         inputs["pseudo"] = fill(rules.pseudo_labels.output.labels, wildcards)
     return inputs
 
@@ -210,7 +212,7 @@ def encoder_file(wildcards):
 
 def method_module(wildcards):
     """The module of the pretext run's method, which its jobs run."""
-    return pretext.method_module(PRETEXT[wildcards.method]["method"])
+    return pretext.method_module(PRETEXT[wildcards.pretext]["method"])
 
 
 # --- downstream ---------------------------------------------------------------
@@ -219,19 +221,19 @@ def method_module(wildcards):
 def run_methods(protocol):
     """Pretext runs a protocol is applied to; baselines use no pretext encoder."""
     if protocol == "self_training" and STUDY["self_training"]["from_pretext"]:
-        return [BASELINE_METHOD, *PRETEXT]
-    return list(PRETEXT) if protocols.uses_pretext(protocol) else [BASELINE_METHOD]
+        return [NO_PRETEXT, *PRETEXT]
+    return list(PRETEXT) if protocols.uses_pretext(protocol) else [NO_PRETEXT]
 
 
 def run_pools(method, protocol):
     """Runs that read unlabeled images, directly or through their encoder, run once per pool."""
-    reads_pool = method != BASELINE_METHOD or protocol in protocols.POOL_PROTOCOLS
+    reads_pool = method != NO_PRETEXT or protocol in protocols.POOL_PROTOCOLS
     return POOLS if reads_pool else [NO_POOL]
 
 
 def run_dirs(protocols_run=PROTOCOLS):
     return [
-        f"{RESULTS}/{run(pool=pool, method=method, protocol=protocol, budget=budget, seed=seed)}"
+        f"{RESULTS}/{run(pool=pool, pretext=method, protocol=protocol, budget=budget, seed=seed)}"
         for protocol in protocols_run
         for method in run_methods(protocol)
         for pool in run_pools(method, protocol)
@@ -242,7 +244,7 @@ def run_dirs(protocols_run=PROTOCOLS):
 
 def downstream_inputs(wildcards):
     inputs = stage_inputs(wildcards)
-    if wildcards.method != BASELINE_METHOD:
+    if wildcards.pretext != NO_PRETEXT:
         inputs["encoder"] = encoder_file(wildcards)
     return inputs
 
@@ -250,13 +252,13 @@ def downstream_inputs(wildcards):
 def classifier_settings(wildcards, protocol=None):
     """Training settings of a run; `protocol` for the rules whose path fixes it."""
     protocol = protocol or wildcards.protocol
-    method = wildcards.get("method", BASELINE_METHOD)  # the joint model's path fixes it
+    method = wildcards.get("pretext", NO_PRETEXT)  # the joint model's path fixes it
     if protocol not in protocols.POOL_PROTOCOLS and protocols.uses_pretext(
         protocol
-    ) == (method == BASELINE_METHOD):
+    ) == (method == NO_PRETEXT):
         raise WorkflowError(f"protocol {protocol} does not go with method {method}")
     if (wildcards.pool == NO_POOL) == (
-        method != BASELINE_METHOD or protocol in protocols.POOL_PROTOCOLS
+        method != NO_PRETEXT or protocol in protocols.POOL_PROTOCOLS
     ):
         raise WorkflowError(
             f"pool {wildcards.pool} does not go with {method} {protocol}"
@@ -297,7 +299,7 @@ def earlier_rounds(wildcards):
 def self_training_inputs(wildcards):
     inputs = {**stage_inputs(wildcards), "pool": pool_input(wildcards)}
     inputs["rounds"] = earlier_rounds(wildcards)
-    if wildcards.method != BASELINE_METHOD:
+    if wildcards.pretext != NO_PRETEXT:
         inputs["encoder"] = encoder_file(wildcards)
     return inputs
 
@@ -308,7 +310,7 @@ def self_training_inputs(wildcards):
 def example_run(protocol, method, budget):
     return run(
         pool=run_pools(method, protocol)[0],
-        method=method,
+        pretext=method,
         protocol=protocol,
         budget=budget,
         seed=STUDY["seeds"][0],
@@ -327,8 +329,8 @@ def example_runs():
 
 
 def pretext_examples_title(wildcards):
-    method = PRETEXT[wildcards.method]["method"]
-    return f"{wildcards.method} ({method}), seed {STUDY['seeds'][0]}"
+    method = PRETEXT[wildcards.pretext]["method"]
+    return f"{wildcards.pretext} ({method}), seed {STUDY['seeds'][0]}"
 
 
 def final_outputs():
@@ -338,7 +340,7 @@ def final_outputs():
         rules.accuracy_figure.output.png,
         rules.accuracy_figure.output.svg,
         *rules.class_probabilities.output,
-        *expand(rules.pretext_examples.output, method=list(PRETEXT)),
+        *expand(rules.pretext_examples.output, pretext=list(PRETEXT)),
     ]
     if PRETEXT and STUDY["split"]["monitor"]:
         outputs.append(rules.knn_figure.output.png)

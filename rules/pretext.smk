@@ -2,13 +2,13 @@ rule pretext:
     input:
         unpack(pretext_inputs),
     output:
-        encoder=f"{RESULTS}/encoders/{{pool}}/{{method}}/seed{{seed}}/encoder.h5",
-        history=f"{RESULTS}/encoders/{{pool}}/{{method}}/seed{{seed}}/history.csv",
-        examples=f"{RESULTS}/encoders/{{pool}}/{{method}}/seed{{seed}}/examples.h5",
+        encoder=f"{RESULTS}/encoders/{{pool}}/{{pretext}}/seed{{seed}}/encoder.h5",
+        history=f"{RESULTS}/encoders/{{pool}}/{{pretext}}/seed{{seed}}/history.csv",
+        examples=f"{RESULTS}/encoders/{{pool}}/{{pretext}}/seed{{seed}}/examples.h5",
     log:
-        f"{LOGS}/pretext/{{pool}}/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/pretext/{{pool}}/{{pretext}}/seed{{seed}}.log",
     benchmark:
-        f"{BENCHMARKS}/pretext/{{pool}}/{{method}}/seed{{seed}}.tsv"
+        f"{BENCHMARKS}/pretext/{{pool}}/{{pretext}}/seed{{seed}}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: STUDY["threads"]

@@ -2,9 +2,9 @@ rule pseudo_labels:
     input:
         pool=pool_input,
     output:
-        labels=f"{RESULTS}/pseudo/{{pool}}/{{method}}/seed{{seed}}.h5",
+        labels=f"{RESULTS}/pseudo/{{pool}}/{{pretext}}/seed{{seed}}.h5",
     log:
-        f"{LOGS}/pseudo/{{pool}}/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/pseudo/{{pool}}/{{pretext}}/seed{{seed}}.log",
     conda:
         "../envs/selfsup.yaml"
     params:

@@ -75,12 +75,12 @@ rule pretext_examples:
         ),
     output:
         report(
-            f"{RESULTS}/figures/pretext_examples_{{method}}.png",
+            f"{RESULTS}/figures/pretext_examples_{{pretext}}.png",
             caption="../report/pretext_examples.rst",
             category="Pretext",
         ),
     log:
-        f"{LOGS}/report/pretext_examples_{{method}}.log",
+        f"{LOGS}/report/pretext_examples_{{pretext}}.log",
     conda:
         "../envs/selfsup.yaml"
     params:
@@ -95,7 +95,7 @@ rule knn_figure:
         expand(
             rules.pretext.output.history,
             pool=POOLS,
-            method=list(PRETEXT),
+            pretext=list(PRETEXT),
             seed=STUDY["seeds"],
         ),
     output:

@@ -51,12 +51,12 @@ rule self_training_round:
     input:
         unpack(self_training_inputs),
     output:
-        labels=f"{RESULTS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.h5",
-        history=f"{RESULTS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}_history.csv",
+        labels=f"{RESULTS}/self_training/{{pool}}/{{pretext}}/n{{budget}}/seed{{seed}}/round{{round}}.h5",
+        history=f"{RESULTS}/self_training/{{pool}}/{{pretext}}/n{{budget}}/seed{{seed}}/round{{round}}_history.csv",
     log:
-        f"{LOGS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.log",
+        f"{LOGS}/self_training/{{pool}}/{{pretext}}/n{{budget}}/seed{{seed}}/round{{round}}.log",
     benchmark:
-        f"{BENCHMARKS}/self_training/{{pool}}/{{method}}/n{{budget}}/seed{{seed}}/round{{round}}.tsv"
+        f"{BENCHMARKS}/self_training/{{pool}}/{{pretext}}/n{{budget}}/seed{{seed}}/round{{round}}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: STUDY["threads"]
@@ -100,12 +100,12 @@ rule joint:
         unpack(stage_inputs),
         pool=pool_input,
     output:
-        metrics=f"{RESULTS}/{run(protocol='joint', method=BASELINE_METHOD)}/metrics.json",
-        history=f"{RESULTS}/{run(protocol='joint', method=BASELINE_METHOD)}/history.csv",
+        metrics=f"{RESULTS}/{run(protocol='joint', pretext=NO_PRETEXT)}/metrics.json",
+        history=f"{RESULTS}/{run(protocol='joint', pretext=NO_PRETEXT)}/history.csv",
     log:
-        f"{LOGS}/{run(protocol='joint', method=BASELINE_METHOD)}.log",
+        f"{LOGS}/{run(protocol='joint', pretext=NO_PRETEXT)}.log",
     benchmark:
-        f"{BENCHMARKS}/{run(protocol='joint', method=BASELINE_METHOD)}.tsv"
+        f"{BENCHMARKS}/{run(protocol='joint', pretext=NO_PRETEXT)}.tsv"
     conda:
         "../envs/selfsup.yaml"
     threads: STUDY["threads"]

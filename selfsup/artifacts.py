@@ -26,6 +26,7 @@ import numpy as np
 from selfsup import __version__
 from selfsup.data.dataset import NO_LABEL, Dataset, Foreign, Split
 from selfsup.data.normalization import Normalization
+from selfsup.jobs import digest
 
 CHECKSUM_ATTR = "checksum"
 KIND_ATTR = "artifact"
@@ -147,7 +148,7 @@ def _verified_marker(identity: tuple) -> Path:
         os.environ.get(VERIFIED_DIR_VARIABLE)
         or Path(tempfile.gettempdir()) / f"selfsup-verified-{os.getuid()}"
     )
-    return Path(folder) / hashlib.sha256(repr(identity).encode()).hexdigest()
+    return Path(folder) / digest(list(identity), length=64)
 
 
 def _is_verified(identity: tuple) -> bool:

@@ -26,23 +26,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from selfsup import encoders
 from selfsup.encoders import conv_layers, weighted_layers
 from selfsup.probes import FEATURE_PROTOCOLS
 from selfsup.protocols import POOL_PROTOCOLS, parse_protocol
-
-
-def truncate(encoder: keras.Model, feature_layer: str | None) -> keras.Model:
-    """The encoder up to and including `feature_layer` (all of it when None)."""
-    if feature_layer is None:
-        return encoder
-    try:
-        output = encoder.get_layer(feature_layer).output
-    except ValueError:
-        names = [layer.name for layer in encoder.layers[1:]]
-        raise ValueError(
-            f"feature_layer {feature_layer!r} is not a layer of encoder; choose one of {names}"
-        ) from None
-    return keras.Model(encoder.input, output, name="encoder")
 
 
 def apply_protocol(encoder: keras.Model, protocol: str) -> None:
@@ -79,7 +66,7 @@ def build_classifier(
     dropout: float = 0.0,
 ) -> keras.Model:
     """Encoder (cut at `feature_layer`, frozen per `protocol`) + dense head + softmax."""
-    encoder = truncate(encoder, feature_layer)
+    encoder = encoders.cut(encoder, feature_layer, "feature_layer")
     apply_protocol(encoder, protocol)
     inputs = keras.Input(encoder.input_shape[1:], name="image")
     x = encoder(inputs)

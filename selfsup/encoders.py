@@ -223,6 +223,22 @@ def weighted_layers(model: keras.Model) -> list:
     return [layer for layer in model.layers if layer.weights]
 
 
+def cut(encoder: keras.Model, layer: str | None, option: str) -> keras.Model:
+    """The encoder up to and including `layer` (the encoder itself when None): a model on
+    the encoder's own layers, so training it trains the encoder. `option` is the study
+    key that names the layer (feature_layer, code_layer), for the error."""
+    if layer is None:
+        return encoder
+    try:
+        output = encoder.get_layer(layer).output
+    except ValueError:
+        names = [each.name for each in encoder.layers[1:]]
+        raise ValueError(
+            f"{option} {layer!r} is not a layer of the encoder; choose one of {', '.join(names)}"
+        ) from None
+    return keras.Model(encoder.input, output, name="encoder")
+
+
 def read_encoder(path):
     """Rebuild the encoder saved at `path` (selfsup.artifacts.write_encoder) and load its
     weights; returns (model, spec)."""

@@ -54,10 +54,12 @@ def input_files(inputs: dict) -> list[str]:
     return files
 
 
-def digest(value) -> str:
-    """A short stable hash of a JSON-serializable value."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def digest(value, length: int = 12, sort_keys: bool = True) -> str:
+    """A short stable hash of a JSON-serializable value (the library's one value hash:
+    resume folders, prepared-file names, the study cache, verified-file markers).
+    `sort_keys` False where the order of keys is part of the value."""
+    text = json.dumps(value, sort_keys=sort_keys, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def write_json(path: str | os.PathLike, value) -> None:

@@ -21,7 +21,7 @@ import math
 import keras
 import tensorflow as tf
 
-from selfsup import downstream
+from selfsup import downstream, encoders
 from selfsup.data.dataset import NO_LABEL
 from selfsup.pretext import reconstruction
 
@@ -133,7 +133,7 @@ class JointModel(keras.Model):
         x = trunk.output
         for layer in classifier.layers[2:]:  # the head: flatten, dense and dropout layers, classes
             x = layer(x)
-        code = reconstruction.code_model(encoder, code_layer).output
+        code = encoders.cut(encoder, code_layer, "code_layer").output
         self.network = keras.Model(encoder.input, [x, decoder(code)], name="network")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.class_loss_tracker = keras.metrics.Mean(name="class_loss")

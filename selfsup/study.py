@@ -12,7 +12,6 @@ the study with every default filled in and raises StudyError naming the key;
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from selfsup.config import (
     read_yaml,
 )
 from selfsup.data.checks import check_dataset, labeled_pool_size, range_size
+from selfsup.jobs import digest
 from selfsup.protocols import check_feature_protocols, check_validation_splits, downstream_settings
 from selfsup.training_settings import check_monitors, check_training
 
@@ -214,7 +214,7 @@ def check_study(config: dict) -> dict:
             f"downstream.protocols: {needs_pretext} need a pretext method; add one under pretext"
         )
     try:
-        features = downstream.truncate(model, settings.get("feature_layer"))
+        features = encoders.cut(model, settings.get("feature_layer"), "feature_layer")
         for protocol in protocols:
             if protocol not in probes.FEATURE_PROTOCOLS:
                 downstream.apply_protocol(
@@ -293,10 +293,8 @@ def checked_study(config: dict, cache_dir: str | os.PathLike | None = None) -> d
     study (after schema defaults) was checked by the same library code before: every
     cluster job and every re-run parses the workflow again, and the full check builds
     Keras models. A failing study is never cached, so its error shows on every parse."""
-    key = hashlib.sha256(
-        # Not sort_keys: key order is part of the study (the order of pretext runs).
-        json.dumps(config, default=str).encode() + fingerprints.library_digest().encode()
-    ).hexdigest()[:24]
+    # Not sort_keys: key order is part of the study (the order of pretext runs).
+    key = digest([config, fingerprints.library_digest()], length=24, sort_keys=False)
     path = Path(cache_dir) / f"study-{key}.json" if cache_dir is not None else None
     if path is not None and path.exists():
         try:

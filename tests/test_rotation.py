@@ -163,9 +163,9 @@ def test_build_compile_and_fit_one_step(tiny_encoder):
 
 
 def test_build_flattens_spatial_features(tiny_encoder):
-    from selfsup.downstream import truncate
+    from selfsup.encoders import cut
 
-    features = truncate(tiny_encoder((16, 16, 1)), "pool1")
+    features = cut(tiny_encoder((16, 16, 1)), "pool1", "feature_layer")
     model = rotation.build(features, {})
     assert model.get_layer("features").output.shape == (None, 8 * 8 * 4)
     assert model.output_shape == (None, 4)

@@ -221,23 +221,3 @@ def locate(
         f"(MD5 {expected_md5}, from {spec['url']}) and for its extracted folder {extracted}; "
         f"put either there, or set {option} to the folder that holds them"
     )
-
-
-def check_full_size(directory: str | Path, spec: dict) -> None:
-    """Raise DataError naming every member whose byte size differs from the official full-size file."""
-    directory = Path(directory)
-    wrong = []
-    for name, size in spec["files"].items():
-        path = directory / name
-        if size is None:
-            continue
-        if not path.is_file():
-            wrong.append(f"{path} is missing (expected {size} bytes)")
-        elif path.stat().st_size != size:
-            wrong.append(f"{path} has {path.stat().st_size} bytes, the official file has {size}")
-    if wrong:
-        raise DataError(
-            f"{spec['folder']} is not the full official data set: "
-            + "; ".join(wrong)
-            + f" (official archive {spec['archive']}, MD5 {spec['md5']})"
-        )

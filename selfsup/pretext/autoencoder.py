@@ -9,6 +9,7 @@ import math
 
 import keras
 
+from selfsup import encoders
 from selfsup.pretext import reconstruction
 
 
@@ -17,7 +18,7 @@ class Autoencoder(reconstruction.ReconstructionMethod):
 
     def build(self, encoder: keras.Model, options: dict, augmentation=None, total_steps=None) -> keras.Model:
         code_layer = options["code_layer"]
-        code = math.prod(reconstruction.code_model(encoder, code_layer).output_shape[1:])
+        code = math.prod(encoders.cut(encoder, code_layer, "code_layer").output_shape[1:])
         pixels = math.prod(encoder.input_shape[1:])
         if code >= pixels:
             # Without a bottleneck the identity map is a perfect, useless solution.

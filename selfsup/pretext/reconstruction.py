@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from selfsup import encoders
 from selfsup.pretext.base import PretextMethod
 
 # The loss each decoder output activation goes with.
@@ -86,28 +87,10 @@ def check(options: dict) -> None:
 # --- decoder --------------------------------------------------------------------------
 
 
-def code_model(encoder: keras.Model, code_layer: str | None) -> keras.Model:
-    """The encoder up to and including `code_layer` (the encoder itself when None).
-
-    It shares the encoder's layers, so training it trains the encoder object the
-    pipeline saves.
-    """
-    if code_layer is None:
-        return encoder
-    try:
-        output = encoder.get_layer(code_layer).output
-    except ValueError:
-        names = [layer.name for layer in encoder.layers[1:]]
-        raise ValueError(
-            f"code_layer {code_layer!r} is not a layer of the encoder; choose one of {', '.join(names)}"
-        ) from None
-    return keras.Model(encoder.input, output, name="encoder")
-
-
 def build_decoder(encoder: keras.Model, options: dict) -> keras.Model:
     """A model named "decoder" from the code (the output of the encoder's `code_layer`,
     or of the encoder) to images of exactly the encoder's input shape."""
-    code = code_model(encoder, options["code_layer"])
+    code = encoders.cut(encoder, options["code_layer"], "code_layer")
     if options["decoder"] == "mirror":
         return mirror_decoder(encoder, code, options["output_activation"])
     return decoder_from_shapes(code.output_shape[1:], encoder.input_shape[1:], options)
@@ -124,7 +107,7 @@ def mirror_decoder(encoder: keras.Model, code: keras.Model, output_activation: s
     Each MaxPooling2D (pool size p) becomes UpSampling2D(p), each Conv2D (f filters)
     a ReLU Conv2DTranspose of f filters with its kernel, strides and padding; the mirror
     of the first conv outputs the image's channels with `output_activation` instead
-    (layer "pixels"). `code` is `encoder` cut at the code layer (code_model).
+    (layer "pixels"). `code` is `encoder` cut at the code layer (selfsup.encoders.cut).
 
     Study F's network 1 (cifar100_semisupervised) cut at conv4 on 32x32x3 images gives
     ConvT(128) 6x6 > Up 12 > ConvT(64) 14 > Up 28 > ConvT(32) 30 > ConvT(3, sigmoid) 32:
@@ -228,7 +211,7 @@ def decoder_from_shapes(feature_shape, image_shape, options: dict) -> keras.Mode
 
 def build(encoder: keras.Model, options: dict, name: str) -> keras.Model:
     """Image -> encoder (up to code_layer) -> decoder -> image of the same shape."""
-    code = code_model(encoder, options["code_layer"])
+    code = encoders.cut(encoder, options["code_layer"], "code_layer")
     decoder = build_decoder(encoder, options)
     inputs = keras.Input(encoder.input_shape[1:], name="image")
     return keras.Model(inputs, decoder(code(inputs)), name=name)

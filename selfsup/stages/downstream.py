@@ -222,7 +222,7 @@ def evaluate_features(
             encoder, _ = encoders.read_encoder(encoder_path)
         else:  # drawn from the job's seed, as the supervised protocol's starting point is
             encoder = build_encoder(encoder_spec["name"], info["image_shape"], **encoder_spec["options"])
-        encoder = downstream.truncate(encoder, settings["feature_layer"])
+        encoder = encoders.cut(encoder, settings["feature_layer"], "feature_layer")
         encoder_params = downstream.count_params(encoder)["params"]
 
         def extract(x):
@@ -363,7 +363,7 @@ def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
     )
     # The joint rule's path fixes its method: it starts from no pretext encoder.
     metrics.update(
-        study=params["study"], method=wildcards.get("method", "none"), pool=wildcards["pool"], seed=seed
+        study=params["study"], method=wildcards.get("pretext", "none"), pool=wildcards["pool"], seed=seed
     )
     history.to_csv(outputs["history"], index=False)
     write_json(outputs["metrics"], metrics)

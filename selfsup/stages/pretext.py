@@ -199,7 +199,7 @@ def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
         settings=settings,
         encoder_spec=params["encoder"],
         seed=seed,
-        meta={"study": params["study"], "pretext": wildcards["method"], "pool": wildcards["pool"]},
+        meta={"study": params["study"], "pretext": wildcards["pretext"], "pool": wildcards["pool"]},
         encoder_path=outputs["encoder"],
         history_path=outputs["history"],
         examples_path=outputs["examples"],

@@ -139,7 +139,7 @@ def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
     history.to_csv(outputs["history"], index=False)
     meta = {
         "study": params["study"],
-        "method": wildcards["method"],
+        "method": wildcards["pretext"],
         "pool": wildcards["pool"],
         "budget": wildcards["budget"],
         "seed": seed,
