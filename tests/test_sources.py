@@ -22,11 +22,11 @@ from selfsup.data.idx import IDX_FILES, read_idx, read_idx_folder
 from selfsup.data.sources import (
     FASHION,
     SOURCES,
-    download,
     foreign_images,
     layout,
     load_dataset,
 )
+from selfsup.stages.download import download
 
 REPO = Path(__file__).resolve().parents[1]
 
