@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from selfsup import augment_settings, fingerprints, probes
@@ -317,8 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m selfsup.study STUDY.yaml...`: check study files as the workflow does,
     without Snakemake; a YAML syntax error names its line (Snakemake's `--configfile`
     reader drops it)."""
-    import sys
-
     schema = load_schema(SCHEMA_PATH)
     failed = 0
     for path in argv if argv is not None else sys.argv[1:]:
