@@ -97,7 +97,7 @@ _STUDY = {
         "folds": False,
         "monitor": 0,
     },
-    "threads": 2,
+    "threads": 1,
     "seeds": [1, 2],
     "budgets": [16, 64],
     "encoder": copy.deepcopy(TINY_ENCODER),

@@ -52,6 +52,7 @@ def tiny_study_d(data_dir) -> dict:
     study["study"] = "tiny_cifar10_rotation"
     study["dataset"]["data_dir"] = str(data_dir)
     study["seeds"] = [1]
+    study["threads"] = 1  # two one-thread jobs at once under --cores 2: tiny jobs are mostly process start
     study["budgets"] = [20, 50]
     study["encoder"]["options"] = {"n": 1, "filters": 4, "l2": 1.0e-4, "pool_size": 8}
     pretext = study["pretext"]["rotation"]

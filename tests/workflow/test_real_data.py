@@ -23,6 +23,7 @@ def test_rotnet_mnist_pipeline_on_real_mnist(tmp_path):
     study = yaml.safe_load((REPO / "studies" / "rotnet_mnist.yaml").read_text())
     study["dataset"]["data_dir"] = str(MNIST)
     study["seeds"] = [1]
+    study["threads"] = 1  # two one-thread jobs at once under --cores 2: tiny jobs are mostly process start
     study["pretext"]["rotation"]["epochs"] = 3
     study["downstream"]["epochs"] = 5
     config = write_study(workdir / "rotnet_mnist_quick.yaml", study)

@@ -39,6 +39,8 @@ RESUME_ATTRS = {"resumed_from_epoch", "checksum"}
 def study() -> dict:
     config = load_study("tiny_study.yaml")
     config["study"] = "exact"
+    # Two threads, so that --cores 1 makes the job share one core among them.
+    config["threads"] = 2
     config["dataset"]["options"].update(n_train=512)
     config["split"] = {"labeled": [0, 128], "unlabeled": [128, 512]}
     config["seeds"] = [1]

@@ -57,6 +57,7 @@ def tiny_study_f(data_dirs) -> dict:
     """The study F preset with tiny numbers: same DAG, same kinds of settings."""
     study = yaml.safe_load((REPO / "studies" / "cifar100_semisupervised.yaml").read_text())
     study["study"] = "tiny_f"
+    study["threads"] = 1  # two one-thread jobs at once under --cores 2: tiny jobs are mostly process start
     study["dataset"]["data_dir"] = str(data_dirs[0])
     study["dataset"]["contamination"] = {"source": "cifar10", "fraction": 0.2, "data_dir": str(data_dirs[1])}
     study["outliers"].update(epochs=3, batch_size=32)
