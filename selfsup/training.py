@@ -43,11 +43,28 @@ def configure(threads: int, seed: int, deterministic: bool = True) -> None:
     threads = max(1, int(threads))
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+    set_determinism(deterministic)
+    keras.utils.set_random_seed(int(seed))
+
+
+def set_determinism(deterministic: bool) -> None:
+    """Deterministic ops and every float sum computed as the code groups it, or
+    TensorFlow's defaults (faster on some CPUs, and not repeatable bit for bit).
+
+    Grappler's arithmetic optimizer rewrites a chain of additions into one AddN where the
+    graph around it allows: only when each inner sum has no other reader, and only where
+    it knows the shapes. The two groupings round differently, so a change elsewhere in the
+    graph (one more reader of a step's loss, say) changes the last digit of a reported
+    number: a loss metric's running total `t + (hinge + l2)` becomes `(t + hinge) + l2`.
+    A resumed outlier filter once reported its epoch's loss one unit in the last place
+    apart from the uninterrupted run that way, with identical weights. With the rewrite
+    off, every sum is the one the code writes (tests/test_stages.py holds it)."""
+
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     else:
         tf_config.disable_op_determinism()  # not public in TF 2.21; undoes an inherited TF_DETERMINISTIC_OPS
-    keras.utils.set_random_seed(int(seed))
+    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": not deterministic})
 
 
 def thread_settings() -> dict[str, int]:
@@ -56,6 +73,7 @@ def thread_settings() -> dict[str, int]:
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "deterministic_ops": bool(tf_config.is_op_determinism_enabled()),
+        "arithmetic_rewrites": tf.config.optimizer.get_experimental_options().get("arithmetic_optimization", True),
     }
 
 

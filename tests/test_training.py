@@ -27,7 +27,7 @@ configure(threads=1, seed=5)
 first = [random.random(), float(np.random.random()), float(keras.random.uniform(()))]
 keras.utils.set_random_seed(5)
 again = [random.random(), float(np.random.random()), float(keras.random.uniform(()))]
-deterministic = thread_settings()["deterministic_ops"]
+deterministic = thread_settings()
 configure(threads=1, seed=5, deterministic=False)
 print(json.dumps({**thread_settings(), "first": first, "again": again, "deterministic": deterministic}))
 """
@@ -44,9 +44,12 @@ print(json.dumps({**thread_settings(), "first": first, "again": again, "determin
     assert result["inter_op_threads"] == 1
     # Python, NumPy and Keras generators are all seeded by configure: re-seeding repeats them.
     assert result["first"] == result["again"]
-    # Deterministic ops by default; the study's `deterministic: false` turns them off.
-    assert result["deterministic"] is True
+    # Deterministic ops and sums as written by default; `deterministic: false` gives
+    # TensorFlow's defaults back.
+    assert result["deterministic"]["deterministic_ops"] is True
+    assert result["deterministic"]["arithmetic_rewrites"] is False
     assert result["deterministic_ops"] is False
+    assert result["arithmetic_rewrites"] is True
 
 
 @pytest.mark.parametrize(
