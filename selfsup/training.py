@@ -73,7 +73,9 @@ def thread_settings() -> dict[str, int]:
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "deterministic_ops": bool(tf_config.is_op_determinism_enabled()),
-        "arithmetic_rewrites": tf.config.optimizer.get_experimental_options().get("arithmetic_optimization", True),
+        "arithmetic_rewrites": tf.config.optimizer.get_experimental_options().get(
+            "arithmetic_optimization", True
+        ),
     }
 
 
