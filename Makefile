@@ -27,10 +27,17 @@ venv: $(VENV)/.installed $(CUDA_STAMP)
 run: venv
 	$(BIN)/snakemake --cores $(CORES)
 
+# Unit tests are mostly tiny single-threaded trainings: TEST_WORKERS processes share the
+# cores (pytest-xdist, a file per worker so module fixtures are built once). Workflow tests
+# run after them, alone: each already runs two jobs at once under --cores 2, and the
+# kill-and-resume tests wait on a job's progress.
+TEST_WORKERS ?= 2
+
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile rules
-	$(BIN)/pytest -ra --durations=25
+	$(BIN)/pytest -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile --ignore=tests/workflow tests
+	$(BIN)/pytest -ra --durations=25 tests/workflow
 
 format: venv
 	$(BIN)/ruff format selfsup scripts tests benchmarks

@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from smk import SNAKEMAKE, copy_workflow, load_study, snakemake, write_study
 
+from selfsup import artifacts
+
 pytestmark = pytest.mark.workflow
 
 ENCODER_DIR = "results/exact/encoders/all/rotation/seed1"
@@ -121,6 +123,8 @@ def test_killed_and_resumed_training_ends_as_an_uninterrupted_one(uninterrupted,
     log = (workdir / "logs/exact/pretext/all/rotation/seed1.log").read_text()
     resumed_after = int(log.split("resuming after epoch ", 1)[1].split()[0])
     assert 1 <= resumed_after < 5
+    assert artifacts.read_attrs(workdir / ENCODER_DIR / "encoder.h5")["resumed_from_epoch"] == resumed_after
+    assert not list((workdir / ENCODER_DIR).glob(".resume-*"))  # the saved state goes with success
     assert_same_results(uninterrupted, workdir, ignored_attrs=RESUME_ATTRS)
 
 

@@ -166,10 +166,12 @@ def test_tiny_study_runs_on_slurm(slurm_cluster, tiny_workflow, tmp_path):
     cluster = slurm_cluster
     workdir = copy_workflow(tmp_path / "workflow")
     # Each job costs a process start (TensorFlow's import is most of a tiny job) plus the
-    # cluster's status polling: the first seed alone takes half the time, runs every rule
-    # and is compared run by run with the local run of both seeds.
+    # cluster's status polling: the first seed and the first budget alone run every rule
+    # and every protocol, in a quarter of the jobs, compared run by run with the local run
+    # of both seeds and both budgets.
     study = load_study("tiny_study.yaml")
     study["seeds"] = study["seeds"][:1]
+    study["budgets"] = study["budgets"][:1]
     configfile = write_study(workdir / "tiny.yaml", study)
     overlay = overlay_profile(tmp_path / "overlay", cluster)
     started = time.monotonic()
@@ -203,9 +205,12 @@ def test_tiny_study_runs_on_slurm(slurm_cluster, tiny_workflow, tmp_path):
     for run in runs:
         assert (ours / run).read_bytes() == (theirs / run).read_bytes(), run
     local_runs = pd.read_csv(theirs / "tables" / "runs.csv", dtype=str)
+    ours_in_local = (local_runs.seed == str(study["seeds"][0])) & (
+        local_runs.budget == str(study["budgets"][0])
+    )
     pd.testing.assert_frame_equal(
         pd.read_csv(ours / "tables" / "runs.csv", dtype=str),
-        local_runs[local_runs.seed == str(study["seeds"][0])].reset_index(drop=True),
+        local_runs[ours_in_local].reset_index(drop=True),
     )
 
     # A second run finds everything up to date and submits nothing.

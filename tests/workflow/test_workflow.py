@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from smk import (
     REPO,
-    SNAKEMAKE,
     copy_workflow,
     job_counts,
     load_study,
@@ -235,58 +231,6 @@ def test_nan_loss_fails_with_message_and_leaves_no_output(tmp_path):
     assert "training diverged: loss became nan" in log
     assert not encoder.exists()
     assert not list(encoder.parent.glob("*.h5")) and not list(encoder.parent.glob("*.csv"))
-
-
-def test_killed_training_resumes_from_last_epoch(tmp_path):
-    workdir = copy_workflow(tmp_path)
-
-    def slow(study):
-        study["dataset"]["options"].update(n_train=2048)
-        study["split"] = {"labeled": [0, 128], "unlabeled": [128, 2048]}
-        study["pretext"]["rotation"]["epochs"] = 12
-        study["seeds"] = [1]
-
-    config = edited(workdir, "slow.yaml", slow)
-    encoder = "results/tiny/encoders/all/rotation/seed1/encoder.h5"
-    command = [
-        SNAKEMAKE,
-        "-s",
-        str(workdir / "Snakefile"),
-        "--configfile",
-        str(config),
-        "--cores",
-        "2",
-        encoder,
-    ]
-    process = subprocess.Popen(
-        command, cwd=workdir, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 300
-    progress = []
-    while time.time() < deadline and len(progress) < 3:
-        time.sleep(0.5)
-        progress = [
-            line
-            for history in (workdir / "results/tiny/encoders/all/rotation/seed1").glob(
-                ".resume-*/history.csv"
-            )
-            for line in history.read_text().splitlines()[1:]
-        ]
-        assert process.poll() is None, "the run ended before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (workdir / encoder).exists()
-
-    assert snakemake(workdir, config, "--unlock").returncode == 0
-    result = snakemake(workdir, config, "--cores", "2", encoder)
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = (workdir / "logs/tiny/pretext/all/rotation/seed1.log").read_text()
-    assert "resuming after epoch" in log
-    attrs = artifacts.read_attrs(workdir / encoder)
-    assert attrs["resumed_from_epoch"] >= 3
-    history = pd.read_csv(workdir / "results/tiny/encoders/all/rotation/seed1/history.csv")
-    assert list(history.epoch) == list(range(12))
-    assert not list((workdir / "results/tiny/encoders/all/rotation/seed1").glob(".resume-*"))
 
 
 def test_snakemake_report_holds_tables_and_figures(tiny_workflow, tmp_path):
