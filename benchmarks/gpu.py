@@ -334,17 +334,16 @@ def pipeline_rate(args) -> dict:
     import io
 
     from selfsup import artifacts
-    from selfsup.config import check_schema, fill_defaults, load_schema
+    from selfsup.config import load_schema
     from selfsup.pretext import get_method
     from selfsup.stages import pretext as pretext_stage
     from selfsup.stages.prepare import prepare
     from selfsup.stages.split import split_dataset
-    from selfsup.study import check_study
+    from selfsup.study import study_from_config
 
     study = task_study(args)
     schema = load_schema(ROOT / "schemas" / "study.schema.yaml")
-    check_schema(study, schema)
-    study = check_study(fill_defaults(study, schema))
+    study = study_from_config(study, schema)
     workdir = args.out / "throughput" / args.task
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data.h5"

@@ -167,16 +167,15 @@ def prepare_worker(args) -> dict:
     .npy for the peer; the checked study."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from selfsup import artifacts
-    from selfsup.config import check_schema, fill_defaults, load_schema
+    from selfsup.config import load_schema
     from selfsup.pretext import get_method
     from selfsup.stages.prepare import prepare
     from selfsup.stages.split import split_dataset
-    from selfsup.study import check_study
+    from selfsup.study import study_from_config
 
     config = derive_study(args)
     schema = load_schema(ROOT / "schemas" / "study.schema.yaml")
-    check_schema(config, schema)
-    study = check_study(fill_defaults(config, schema))
+    study = study_from_config(config, schema)
     folder = prepared(args)
     folder.mkdir(parents=True, exist_ok=True)
     data = args.out / "fashion_mnist.h5"

@@ -6,23 +6,20 @@ from snakemake.exceptions import WorkflowError
 from selfsup import fingerprints, pretext, protocols
 from selfsup.data import sources
 from selfsup.jobs import digest
-from selfsup.config import StudyError, check_schema, fill_defaults, load_schema
+from selfsup.config import StudyError, load_schema
 from selfsup.protocols import downstream_settings
 from selfsup.study import POOLS as POOL_MAKERS
-from selfsup.study import check_requests, checked_study
+from selfsup.study import study_from_config
 
 # TensorFlow's C++ start-up messages, when a full check imports it, drown the error.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 try:
     # Strict and concise (integers are ints; an unknown key lists the allowed ones),
-    # then the defaults as snakemake.utils.validate fills them (without its slow reload).
+    # the defaults filled in as snakemake.utils.validate would (without its slow reload),
+    # then the full check, cached by the study's and the library's hash: cluster jobs
+    # and re-runs parse the workflow again without importing TensorFlow or building models.
     SCHEMA = load_schema(Path(workflow.basedir) / "schemas" / "study.schema.yaml")
-    check_schema(config, SCHEMA)
-    check_requests(config)
-    fill_defaults(config, SCHEMA)
-    # Cached by the study's and the library's hash: cluster jobs and re-runs parse the
-    # workflow again without importing TensorFlow or building models.
-    STUDY = checked_study(config, cache_dir=".snakemake/selfsup")
+    STUDY = study_from_config(config, SCHEMA, cache_dir=".snakemake/selfsup")
 except StudyError as error:
     raise WorkflowError(f"Invalid study file: {error}") from None
 

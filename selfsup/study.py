@@ -289,6 +289,21 @@ def check_pools(study: dict, image_shape) -> None:
 # --- the checked study, cached: a parse that finds it never imports TensorFlow ----------
 
 
+def study_from_config(
+    config: dict, schema: dict | None = None, cache_dir: str | os.PathLike | None = None
+) -> dict:
+    """The study check as the workflow runs it, in its order: the schema (strict and
+    concise), the requests that defaults would hide, the defaults filled in (into `config`
+    too, as Snakemake's config), then the full check, cached in `cache_dir` when given.
+    Raises StudyError naming the key; the Snakefile, `python -m selfsup.study` and the
+    benchmarks all call this one function."""
+    schema = load_schema(SCHEMA_PATH) if schema is None else schema
+    check_schema(config, schema)
+    check_requests(config)
+    fill_defaults(config, schema)
+    return checked_study(config, cache_dir=cache_dir)
+
+
 def checked_study(config: dict, cache_dir: str | os.PathLike | None = None) -> dict:
     """check_study(config), read from `cache_dir` when the same
     study (after schema defaults) was checked by the same library code before: every
@@ -322,10 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in argv if argv is not None else sys.argv[1:]:
         try:
-            config = read_yaml(path)
-            check_schema(config, schema)
-            check_requests(config)
-            check_study(fill_defaults(config, schema))
+            study_from_config(read_yaml(path), schema)
             print(f"{path}: ok")
         except StudyError as err:
             message = str(err)

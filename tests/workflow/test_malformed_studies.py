@@ -1,9 +1,12 @@
-"""Malformed studies, each a real `snakemake -n`: every one must fail while the workflow
-is parsed (before any job), in a few lines, naming the key and what was given.
+"""Malformed studies: every one must fail in the study check, before any job, in a few
+lines, naming the key and what was given.
 
-Each case changes one thing of tests/data/tiny_study.yaml (or a preset). The dry-runs run
-two at a time; most fail before TensorFlow is imported (schema and cheap cross-key checks
-come first), the rest after the encoder is built once.
+Each case changes one thing of tests/data/tiny_study.yaml (or a preset). Every case runs
+through the study check in this process, as the workflow runs it (the file read by
+`read_yaml` as the Snakefile reads it, then `selfsup.study.study_from_config`, the one
+function rules/common.smk calls). One case of each way an error reaches the user also
+runs as a real `snakemake -n`, which must print that very message and little else: the
+check is one function whatever the case, so these few prove the wiring for all of them.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ import pytest
 import yaml
 from smk import REPO, SNAKEMAKE, copy_workflow, job_counts, load_study, snakemake, write_study
 
+from selfsup.config import StudyError, read_yaml
+from selfsup.study import study_from_config
+
 BASE = load_study("tiny_study.yaml")
 # TensorFlow's native start-up lines, printed when a check imports it; not ours to shorten.
 NATIVE_LOG = re.compile(r"^[IWE]\d{4} |^WARNING: All log messages before absl|^To enable the following")
-MAX_LINES = 12
+MAX_LINES = 12  # of a dry-run's output, the native lines left out
+MESSAGE_LINES = 3  # of the check's message
 
 
 def edit(change):
@@ -152,8 +159,8 @@ CASES = [
     ("preset_float_epochs", preset("rotnet_mnist.yaml", put("downstream.epochs", 20.0)), r"downstream\.epochs: 20\.0"),
     ("preset_momentum_adam", preset("cifar10_rotation.yaml", put("downstream.optimizer", {**ADAM, "momentum": 0.9})), r"downstream\.optimizer\.momentum"),
     # files that are not a study
-    ("yaml_syntax_error", "study: x\ndataset: {name: synthetic\nseeds: [1]\n", r"not valid JSON or YAML"),
-    ("not_a_mapping", "- study\n- x\n", r"keys at top level"),
+    ("yaml_syntax_error", "study: x\ndataset: {name: synthetic\nseeds: [1]\n", r"line 3, column 6: YAML syntax error: .*expected ',' or '}'"),
+    ("not_a_mapping", "- study\n- x\n", r"a study is a mapping of keys \(study, dataset, \.\.\.\), got \['study', 'x'\]"),
     ("key_written_twice", yaml.safe_dump(BASE, sort_keys=False) + "seeds: [2]\n", r"line \d+, column 1: key 'seeds' is written twice in one mapping"),
     ("knn_monitor_without_images", edit(put("pretext.rotation.knn_monitor", {"k": 20})), r"pretext\.rotation\.knn_monitor: set, but split\.monitor is 0"),
     ("knn_monitor_k_beyond_held_out", edit(both(put("split.monitor", 8), put("pretext.rotation.knn_monitor", {"k": 8}))), r"pretext\.rotation\.knn_monitor\.k: 8 neighbours.*knn_monitor\.k <= 7"),
@@ -161,48 +168,87 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return copy_workflow(tmp_path_factory.mktemp("malformed"))
+# One case of each way an error reaches the user, run as a real `snakemake -n`: the pattern
+# its output must match, or None for the message of the same case's check in this process.
+DRY_RUNS = {
+    # Snakemake reads a --configfile before the Snakefile does, with messages of its own.
+    "yaml_syntax_error": r"not valid JSON or YAML",
+    "not_a_mapping": r"keys at top level",
+    "key_written_twice": None,  # the Snakefile's reader
+    "float_seed": None,  # the schema
+    "unknown_downstream_key": None,  # the schema's unknown keys
+    "knn_monitor_without_images": None,  # the requests that defaults would hide
+    "budget_above_pool": None,  # the cheap cross-key checks
+    "image_too_small_for_encoder": None,  # the full check, which builds the encoder
+    "preset_momentum_adam": None,  # a reference study
+}
+CASE = {case[0]: case for case in CASES}
 
 
-def dry_run(workdir, case):
+def case_file(folder, case):
     name, study, _ = case
-    path = workdir / f"{name}.yaml"
+    path = folder / f"{name}.yaml"
     if isinstance(study, str):
         path.write_text(study)
     else:
         write_study(path, study)
-    return snakemake(workdir, path, "-n", "--nolock", timeout=300)
+    return path
+
+
+def check_message(path) -> str:
+    """The study check's error for the study file at `path`, as the workflow runs it."""
+    with pytest.raises(StudyError) as caught:
+        study_from_config(read_yaml(path))
+    return str(caught.value)
 
 
 def short_error(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip() and not NATIVE_LOG.match(line)]
 
 
-@pytest.fixture(scope="module")
-def results(workdir):
-    """Every case's dry-run, two at a time (the tests below only read them)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = list(pool.map(lambda case: dry_run(workdir, case), CASES))
-    return {case[0]: result for case, result in zip(CASES, done, strict=True)}
-
-
 def test_there_are_at_least_60_cases():
     assert len(CASES) >= 60
     assert len({case[0] for case in CASES}) == len(CASES)
+    assert set(DRY_RUNS) <= set(CASE)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
-def test_malformed_study_fails_before_any_job(results, case):
-    name, _, pattern = case
-    result = results[name]
+def test_malformed_study_fails_the_check(tmp_path, case):
+    message = check_message(case_file(tmp_path, case))
+    assert re.search(case[2], message), message
+    assert "Traceback" not in message and "Failed validating" not in message, message  # no schema dump
+    assert len(message.splitlines()) <= MESSAGE_LINES, message
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("malformed"))
+
+
+@pytest.fixture(scope="module")
+def dry_runs(workdir):
+    """The DRY_RUNS cases' `snakemake -n`, two at a time (the tests below only read them)."""
+
+    def dry_run(name):
+        return snakemake(workdir, case_file(workdir, CASE[name]), "-n", "--nolock", timeout=300)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(DRY_RUNS, pool.map(dry_run, DRY_RUNS), strict=True))
+
+
+@pytest.mark.parametrize("name", DRY_RUNS)
+def test_malformed_study_fails_before_any_job(dry_runs, workdir, name):
+    result = dry_runs[name]
     output = result.stdout + result.stderr  # Snakemake prints the error to either
     lines = short_error(output)
     shown = "\n".join(lines)
     assert result.returncode != 0, shown
     assert "Job stats" not in output  # no job was planned, let alone run
-    assert re.search(pattern, shown), shown
+    pattern = DRY_RUNS[name]
+    if pattern is None:
+        assert check_message(workdir / f"{name}.yaml") in shown, shown  # the file Snakemake read
+    else:
+        assert re.search(pattern, shown), shown
     assert "Traceback" not in output, shown
     assert "Failed validating" not in output, shown  # no schema dump
     assert len(lines) < MAX_LINES, shown
