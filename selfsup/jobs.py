@@ -24,14 +24,30 @@ def log_to(path: str | os.PathLike) -> None:
 
 
 def start_training_job(log_path: str | os.PathLike) -> None:
-    """What a training job does first, before importing TensorFlow: its output to its
-    log, its TensorBoard event files next to it (`<log>.tensorboard/`, selfsup.training),
-    then a GPU slot (selfsup.devices; nothing on a machine without GPUs)."""
+    """What a training job does first: its output to its log, its TensorBoard event files
+    next to it (`<log>.tensorboard/`, selfsup.training), a GPU slot (selfsup.devices;
+    nothing on a machine without GPUs), then TensorFlow, which reads the slot's GPU."""
     from selfsup.devices import claim_gpu_slot
 
     log_to(log_path)
     os.environ[TENSORBOARD_VARIABLE] = str(Path(log_path).with_suffix(".tensorboard"))
     claim_gpu_slot()
+    import_tensorflow()
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow and Keras without scikit-learn. Keras imports scikit-learn at
+    start for its scikit-learn wrappers (keras.wrappers), which no stage uses: about 1 s
+    of every training job's start (benchmarks/README.md). Keras runs without it (its
+    wrappers then say it is missing), and a stage that uses scikit-learn (the probes)
+    imports it afterwards as usual: only this import is kept from finding it."""
+    if "keras" in sys.modules or "sklearn" in sys.modules:
+        return  # too late to keep it out, or nothing to keep out
+    sys.modules["sklearn"] = None  # Python's way to make `import sklearn` fail
+    try:
+        import keras  # noqa: F401 - imports TensorFlow too
+    finally:
+        del sys.modules["sklearn"]
 
 
 def arguments(snakemake) -> dict:

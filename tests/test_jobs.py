@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from selfsup.jobs import resume_dir
 
@@ -40,3 +42,24 @@ def test_changed_settings_or_code_start_afresh(tmp_path):
     base = resume_dir(tmp_path / "run", [{"epochs": 10}, "code-a"], inputs)
     assert resume_dir(tmp_path / "run", [{"epochs": 12}, "code-a"], inputs) != base
     assert resume_dir(tmp_path / "run", [{"epochs": 10}, "code-b"], inputs) != base
+
+
+def test_a_training_job_starts_without_scikit_learn_and_can_still_import_it(tmp_path):
+    """Keras imports scikit-learn for wrappers no stage uses (about 1 s of every training
+    job's start); start_training_job keeps it out, and a probe can still import it after.
+    (The job's output goes to its log, so what it loaded comes back in a file.)"""
+    script = (
+        "import sys\n"
+        "from selfsup.jobs import start_training_job\n"
+        f"start_training_job({str(tmp_path / 'job.log')!r})\n"
+        "from selfsup.stages import downstream, pretext\n"
+        "loaded = sorted(name for name in ('tensorflow', 'keras', 'sklearn') if name in sys.modules)\n"
+        "import keras, numpy as np\n"
+        "keras.layers.Dense(2)(np.ones((1, 3), 'float32'))  # Keras works\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "LogisticRegression().fit([[0.0], [1.0]], [0, 1])\n"
+        f"open({str(tmp_path / 'loaded.txt')!r}, 'w').write(' '.join(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (tmp_path / "job.log").read_text()[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "loaded.txt").read_text().split() == ["keras", "tensorflow"]  # at the stages' import
