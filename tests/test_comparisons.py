@@ -106,11 +106,13 @@ def test_tables_also_answer_against_the_logistic_regression_on_pixels(tmp_path):
     # The pixels beat everything, supervised training among them: that is the answer.
     assert (
         first
-        == "With 100 labels, pixels_linear beats supervised by 10.0 points (95% CI [10.0, 10.0], 3 seeds)."
+        == "With 100 labels, pixels_linear beats supervised by 10.0 points (95% CI [10.0, 10.0], 3 seeds; "
+        "unadjusted, one of 2 comparisons)."
     )
     assert second == (
         "With 100 labels, no classifier is distinguishable from pixels_linear or better; the best of the "
-        "others is rotation + finetune, -5.0 points (95% CI [-5.0, -5.0], 3 seeds)."
+        "others is rotation + finetune, -5.0 points (95% CI [-5.0, -5.0], 3 seeds; unadjusted, one of 2 "
+        "comparisons)."
     )
     assert (
         "Test accuracy minus supervised's" in markdown and "Test accuracy minus pixels_linear's" in markdown
@@ -158,3 +160,68 @@ def test_accuracy_figure_adds_a_panel_of_paired_differences(tmp_path):
     figures.accuracy_vs_labels(summary, "study", alone)
     figures.accuracy_vs_labels(summary, "study", both, paired=comparisons.against(runs, tables.SUPERVISED))
     assert matplotlib.image.imread(both).shape[1] > 1.7 * matplotlib.image.imread(alone).shape[1]
+
+
+def _answer(tmp_path, rows) -> str:
+    runs = _runs(tmp_path, rows)
+    sentences = tables.answers(comparisons.against(runs, tables.SUPERVISED))
+    assert len(sentences) == 1
+    return sentences[0]
+
+
+def test_the_answer_names_the_better_classifier_when_a_higher_mean_is_not_distinguishable(tmp_path):
+    """A classifier above supervised in every seed is the answer, though another's mean is
+    higher: that one's interval spans 0 (the first answer said none was better)."""
+    rows = []
+    for seed, base, steady, wild in (
+        (1, 0.60, 0.020, 0.20),
+        (2, 0.70, 0.022, -0.10),
+        (3, 0.80, 0.024, 0.101),
+    ):
+        rows += [
+            run("none", "supervised", 100, seed, base),
+            run("byol", "frozen", 100, seed, base + steady),
+            run("simclr", "finetune", 100, seed, base + wild),
+        ]
+    answer = _answer(tmp_path, rows)
+    assert answer.startswith(
+        "With 100 labels, byol + frozen beats supervised by 2.2 points (95% CI [1.7, 2.7], 3 seeds; "
+        "unadjusted, one of 2 comparisons). simclr + finetune is further above on average, +6.7 points, "
+        "but its interval ["
+    ), answer
+    assert answer.endswith("] includes 0."), answer
+
+
+def test_two_seeds_say_how_many_would_tell(tmp_path):
+    rows = []
+    for seed, base, gain in ((1, 0.60, 0.05), (2, 0.70, 0.03)):
+        rows += [
+            run("none", "supervised", 100, seed, base),
+            run("rotation", "finetune", 100, seed, base + gain),
+        ]
+    answer = _answer(tmp_path, rows)
+    assert "no classifier is distinguishable" in answer
+    assert "Two seeds give an interval with one degree of freedom" in answer
+    assert "about 3 seeds would separate a difference this size from 0 at this spread." in answer
+    # The same mean and spread over 3 seeds does separate it; over 2 it does not.
+    spread = math.sqrt(0.01**2 + 0.01**2)  # the two gains' sample standard deviation
+    assert comparisons.seeds_needed(0.04, spread) == 3
+    assert comparisons.paired_t_interval([0.04 - spread, 0.04, 0.04 + spread])[1] > 0
+    assert comparisons.paired_t_interval([0.05, 0.03])[1] < 0
+    assert comparisons.seeds_needed(0.0, spread) is None
+
+
+def test_budget_all_says_the_interval_is_training_noise_only(tmp_path):
+    rows = []
+    for seed, base, gain in ((1, 0.60, 0.020), (2, 0.61, 0.021), (3, 0.60, 0.022)):
+        for method, protocol, accuracy in (
+            ("none", "supervised", base),
+            ("rotation", "finetune", base + gain),
+        ):
+            rows.append({**run(method, protocol, 128, seed, accuracy), "budget": "all"})
+    answer = _answer(tmp_path, rows)
+    assert "beats supervised by 2.1 points" in answer
+    assert "unadjusted" not in answer  # one comparison
+    assert "the same labeled images at this budget, so the interval measures training noise only" in answer
+    numbered = _answer(tmp_path / "numbered", [{**row, "budget": 128} for row in rows])
+    assert "training noise" not in numbered

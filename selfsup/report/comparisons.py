@@ -6,6 +6,10 @@ seed. The comparison is the mean over seeds of their difference, with a 95% pair
 interval (Student's t with seeds - 1 degrees of freedom on the per-seed differences), and
 a verdict: better where the whole interval is above zero, worse where it is below, not
 distinguishable otherwise. With one seed there is no interval and no verdict.
+
+The intervals are each 95% and unadjusted for the several classifiers compared at a
+budget (the answers say so). Where every seed trains on the same labeled images (budget
+`all`), an interval over seeds measures training noise only, not the draw of labels.
 """
 
 from __future__ import annotations
@@ -30,6 +34,20 @@ def paired_t_interval(differences, confidence: float = CONFIDENCE) -> tuple[floa
         return mean, math.nan, math.nan
     half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
     return mean, mean - half, mean + half
+
+
+def seeds_needed(mean: float, spread: float, confidence: float = CONFIDENCE, most: int = 1000) -> int | None:
+    """The fewest seeds whose paired t interval would exclude 0 for a mean difference of
+    `mean` with per-seed differences spread as `spread` (their sample standard deviation);
+    None where no number up to `most` would (a mean of 0, or a spread too wide)."""
+    from scipy import stats
+
+    if mean == 0 or math.isnan(spread):
+        return None
+    for seeds in range(2, most + 1):
+        if stats.t.ppf(0.5 + confidence / 2, seeds - 1) * spread / math.sqrt(seeds) < abs(mean):
+            return seeds
+    return None
 
 
 def verdict(low: float, high: float) -> str:
@@ -65,11 +83,14 @@ def against(runs: pd.DataFrame, baseline: tuple[str, str, str]) -> pd.DataFrame:
             {
                 **dict(zip(KEYS, key, strict=True)),
                 "n_labels": n_labels,
+                # Budget all: every seed's classifiers train on the same labeled images.
+                "same_labels": str(group["budget"].iloc[0]) == "all",
                 "baseline": baseline[2] if baseline[1] == "none" else f"{baseline[1]} + {baseline[2]}",
                 "seeds": len(seeds),
                 "difference": mean,
                 "ci_low": low,
                 "ci_high": high,
+                "spread": float(np.std(differences, ddof=1)) if len(differences) > 1 else math.nan,
                 "verdict": verdict(low, high),
             }
         )

@@ -63,11 +63,17 @@ BASELINES = (SUPERVISED, PIXELS)
 
 
 def answers(paired: pd.DataFrame) -> list[str]:
-    """One sentence per budget: the classifier furthest above the baseline, with its
-    interval, or that none is distinguishable from it."""
+    """One answer per budget: the classifier furthest above the baseline among those whose
+    interval says better (and any with a higher mean whose interval does not), or that none
+    is distinguishable from it or better; then what limits the interval: how many
+    classifiers it is one of (the intervals are unadjusted), two seeds, or the same
+    labeled images in every seed."""
     sentences = []
     for n_labels, group in paired.groupby("n_labels", sort=True):
-        best = group.sort_values("difference", ascending=False).iloc[0]
+        ranked = group.sort_values("difference", ascending=False)
+        top = ranked.iloc[0]
+        better = ranked[ranked.verdict == comparisons.BETTER]
+        best = better.iloc[0] if not better.empty else top
         name = label(best.method, best.protocol, best.pool)
         seeds = f"{best.seeds} seed{'s' if best.seeds > 1 else ''}"
         if best.verdict == comparisons.NO_VERDICT:
@@ -76,19 +82,47 @@ def answers(paired: pd.DataFrame) -> list[str]:
                 f"{best.baseline} ({seeds}: no interval)."
             )
             continue
-        interval = f"95% CI [{100 * best.ci_low:.1f}, {100 * best.ci_high:.1f}], {seeds}"
+        unadjusted = f"; unadjusted, one of {len(group)} comparisons" if len(group) > 1 else ""
+        interval = f"95% CI [{100 * best.ci_low:.1f}, {100 * best.ci_high:.1f}], {seeds}{unadjusted}"
         if best.verdict == comparisons.BETTER:
-            sentences.append(
+            answer = (
                 f"With {n_labels:,} labels, {name} beats {best.baseline} by "
                 f"{100 * best.difference:.1f} points ({interval})."
             )
+            if top.difference > best.difference:
+                answer += (
+                    f" {label(top.method, top.protocol, top.pool)} is further above on average, "
+                    f"{100 * top.difference:+.1f} points, but its interval [{100 * top.ci_low:.1f}, "
+                    f"{100 * top.ci_high:.1f}] includes 0."
+                )
         else:
             closest = "the closest above is" if best.difference > 0 else "the best of the others is"
-            sentences.append(
+            answer = (
                 f"With {n_labels:,} labels, no classifier is distinguishable from {best.baseline} or "
                 f"better; {closest} {name}, {100 * best.difference:+.1f} points ({interval})."
             )
+        sentences.append(answer + caveats(best))
     return sentences
+
+
+def caveats(row) -> str:
+    """What an answer's interval cannot say, as sentences (empty where nothing)."""
+    text = ""
+    if row.same_labels:
+        text += (
+            " Every seed trains on the same labeled images at this budget, so the interval "
+            "measures training noise only, not the draw of the labels."
+        )
+    if row.seeds == 2:
+        needed = comparisons.seeds_needed(row.difference, row.spread)
+        text += " Two seeds give an interval with one degree of freedom, which small changes flip"
+        if needed is None:
+            text += "; no number of seeds would separate a difference this size from 0 at this spread."
+        elif needed > 2:
+            text += f"; about {needed} seeds would separate a difference this size from 0 at this spread."
+        else:
+            text += "."
+    return text
 
 
 def paired_markdown(runs: pd.DataFrame, baseline=SUPERVISED) -> tuple[list[str], str]:
@@ -113,7 +147,8 @@ def paired_markdown(runs: pd.DataFrame, baseline=SUPERVISED) -> tuple[list[str],
     table = (
         f"Test accuracy minus {base}'s, in points, mean over the seeds both ran (the same "
         "labeled images for both), with its 95% paired t interval (Student's t on the per-seed "
-        "differences) and verdict: better or worse where the interval excludes 0.\n\n"
+        "differences) and verdict: better or worse where the interval excludes 0. Each interval "
+        "is 95% on its own, unadjusted for the others at its budget.\n\n"
         + wide.reset_index().to_markdown(index=False)
         + "\n"
     )
