@@ -1,0 +1,118 @@
+"""selfsup.fixmatch against NumPy re-statements of the references' code."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from selfsup import fixmatch
+
+RNG = np.random.default_rng(0)
+
+
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def reference_unlabeled_loss(weak, strong, thresholds):
+    """fixmatch.py's loss_xeu in NumPy: hard pseudo-labels, mask >= threshold, mean over all."""
+    probabilities = softmax(weak)
+    labels = probabilities.argmax(axis=1)
+    mask = (probabilities.max(axis=1) >= thresholds[labels]).astype(np.float64)
+    cross_entropy = -np.log(softmax(strong)[np.arange(len(labels)), labels])
+    return (cross_entropy * mask).mean(), mask
+
+
+def test_unlabeled_loss_matches_the_reference_and_stops_the_gradient_of_the_weak_view():
+    weak = RNG.normal(0, 3, (56, 5)).astype(np.float32)
+    strong = RNG.normal(0, 1, (56, 5)).astype(np.float32)
+    expected, expected_mask = reference_unlabeled_loss(weak, strong, np.full(5, 0.6))
+    assert 0 < expected_mask.mean() < 1  # some kept, some masked: the test can tell a masked mean
+    weak_t, strong_t = tf.constant(weak), tf.constant(strong)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([weak_t, strong_t])
+        loss, mask = fixmatch.unlabeled_loss(weak_t, strong_t, threshold=0.6)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_array_equal(np.asarray(mask), expected_mask)
+    assert tape.gradient(loss, weak_t) is None
+    assert np.abs(np.asarray(tape.gradient(loss, strong_t))).sum() > 0
+
+
+class ReferenceFlexMatch:
+    """USB's FlexMatchThresholdingHook.masking and update, with Counter, as written there."""
+
+    def __init__(self, pool_size, num_classes, p_cutoff):
+        self.selected_label = np.full(pool_size, -1)
+        self.classwise_acc = np.zeros(num_classes)
+        self.ulb_dest_len, self.num_classes, self.p_cutoff = pool_size, num_classes, p_cutoff
+
+    def update(self):
+        pseudo_counter = Counter(self.selected_label.tolist())
+        if max(pseudo_counter.values()) < self.ulb_dest_len:
+            for i in range(self.num_classes):
+                self.classwise_acc[i] = pseudo_counter[i] / max(pseudo_counter.values())
+
+    def masking(self, probs, idx):
+        max_probs, max_idx = probs.max(axis=-1), probs.argmax(axis=-1)
+        acc = self.classwise_acc[max_idx]
+        mask = (max_probs >= self.p_cutoff * (acc / (2.0 - acc))).astype(np.float64)
+        select = max_probs >= self.p_cutoff
+        self.selected_label[idx[select]] = max_idx[select]
+        self.update()
+        return mask
+
+
+def test_flexmatch_thresholds_follow_usb_step_by_step():
+    pool, classes = 60, 4
+    ours = fixmatch.FlexMatchStatus(pool, classes, threshold=0.7)
+    reference = ReferenceFlexMatch(pool, classes, 0.7)
+    statuses = []
+    for step in range(12):
+        indices = RNG.choice(pool, 16, replace=False)
+        weak = RNG.normal(0, 1 + step / 3, (16, classes)).astype(np.float32)
+        strong = RNG.normal(0, 1, (16, classes)).astype(np.float32)
+        thresholds = 0.7 * reference.classwise_acc / (2 - reference.classwise_acc)
+        expected_loss, _ = reference_unlabeled_loss(weak, strong, thresholds)
+        expected_mask = reference.masking(softmax(weak), indices)
+        loss, mask = ours.mask(tf.constant(weak), tf.constant(strong), tf.constant(indices, tf.int32))
+        np.testing.assert_array_equal(np.asarray(mask), expected_mask)
+        assert float(loss) == pytest.approx(expected_loss, rel=1e-5)
+        np.testing.assert_allclose(np.asarray(ours.status), reference.classwise_acc, rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(ours.selected), reference.selected_label)
+        statuses.append(reference.classwise_acc.copy())
+    assert statuses[0].max() < 1  # warm-up: the unused slots count in the denominator
+    assert statuses[-1].max() > 0  # and the classes learned something
+
+
+def test_flexmatch_lets_every_image_pass_at_the_start():
+    status = fixmatch.FlexMatchStatus(10, 3)
+    _, mask = status.mask(tf.zeros([4, 3]), tf.zeros([4, 3]), tf.range(4))
+    assert np.asarray(mask).tolist() == [1, 1, 1, 1]  # thresholds 0: uniform predictions pass
+
+
+def test_weight_average_follows_its_recursion_and_swaps_back():
+    weight = tf.Variable([1.0, -2.0])
+    average = fixmatch.WeightAverage([weight], decay=0.9)
+    weight.assign([3.0, 0.0])
+    for _ in range(5):
+        average.update()
+    # shadow = w1 + (w0 - w1) * decay^n, from the initial weights
+    expected = np.array([3.0, 0.0]) + (np.array([1.0, -2.0]) - np.array([3.0, 0.0])) * 0.9**5
+    np.testing.assert_allclose(np.asarray(average.shadows[0]), expected, rtol=1e-6)
+    average.swap()
+    np.testing.assert_allclose(np.asarray(weight), expected, rtol=1e-6)
+    average.swap()
+    np.testing.assert_array_equal(np.asarray(weight), [3.0, 0.0])
+    with pytest.raises(ValueError, match="decay: 1.0"):
+        fixmatch.WeightAverage([weight], decay=1.0)
+
+
+def test_learning_rate_is_fixmatchs_cosine():
+    assert float(fixmatch.learning_rate(0, 100)) == pytest.approx(0.03)
+    assert float(fixmatch.learning_rate(100, 100)) == pytest.approx(0.03 * math.cos(7 * math.pi / 16))
+    assert float(fixmatch.learning_rate(50, 100)) == pytest.approx(0.03 * math.cos(7 * math.pi / 32))
