@@ -8,15 +8,18 @@ References, read before writing:
   semilearn/algorithms/flexmatch/flexmatch.py and `FlexMatchThresholdingHook` in
   semilearn/algorithms/flexmatch/utils.py; its EMA in semilearn/core/utils/misc.py (`EMA`).
 
-Not yet a downstream protocol: the training loop, its two input streams and the study
-keys come with the protocol registry.
+Not yet a downstream protocol: the job, its two input streams and the study keys come
+with the protocol registry; `FixMatchModel` is the training step they will run.
 """
 
 from __future__ import annotations
 
 import math
 
+import keras
 import tensorflow as tf
+
+from selfsup.randaugment import rand_augment
 
 THRESHOLD = 0.95  # tau: `confidence` of fixmatch.py, `p_cutoff` of USB's configs
 UNLABELED_WEIGHT = 1.0  # lambda_u: `wu`, USB's `ulb_loss_ratio`
@@ -116,3 +119,117 @@ def learning_rate(step, total_steps: int, base: float = LEARNING_RATE):
     (USB's get_cosine_schedule_with_warmup with num_cycles 7/16 is the same)."""
     progress = tf.clip_by_value(tf.cast(step, tf.float32) / total_steps, 0.0, 1.0)
     return base * tf.cos(progress * 7.0 * math.pi / 16.0)
+
+
+def weak_augment(images, seed, flip: bool = True, shift: float = 0.125):
+    """FixMatch's weak view (libml/augment.py: augment_mirror, then augment_shift): a
+    horizontal flip of half the images where the dataset allows it, then a translation of
+    up to `shift` of the side in each direction, the image reflect-padded (tf.pad's
+    REFLECT, as the reference) and cropped back. Per image; `seed` a stateless seed."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
+    batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    if flip:
+        flipped = tf.random.stateless_uniform([batch], flip_seed) < 0.5
+        images = tf.where(flipped[:, tf.newaxis, tf.newaxis, tf.newaxis], images[:, :, ::-1, :], images)
+    pad = int(round(shift * width))
+    if pad == 0:
+        return images
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    offsets = tf.random.stateless_uniform([batch, 2], shift_seed, 0, 2 * pad + 1, tf.int32)
+    rows = offsets[:, :1] + tf.range(height)[tf.newaxis, :]
+    cols = offsets[:, 1:] + tf.range(width)[tf.newaxis, :]
+    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(cropped, cols, axis=2, batch_dims=1)
+
+
+class FixMatchModel(keras.Model):
+    """FixMatch (or FlexMatch, given `flexmatch`) on a classifier that outputs class
+    probabilities (downstream.build_classifier's), trained on
+    ((labeled images, labels), (unlabeled images, their pool positions, their true labels
+    or -1)), images in [0, 1]. As fixmatch.py: one forward pass over the labeled weak
+    views, the unlabeled weak views and their strong views together (batch
+    normalization sees all three), the labeled cross-entropy plus lambda_u times the
+    unlabeled loss plus an L2 term of weight_decay / 2 x the squared kernels (coupled,
+    through the gradient, as the reference's loss_wd; not Keras' decoupled
+    weight_decay), then the weight average's update after the step.
+
+    Deviation: Keras' SGD with Nesterov momentum folds the learning rate into its
+    velocity; TF1's MomentumOptimizer (the reference's) applies it at the update. The two
+    agree for a constant rate and differ slightly along the cosine schedule."""
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        normalize=None,
+        flip: bool = True,
+        shift: float = 0.125,
+        threshold: float = THRESHOLD,
+        unlabeled_weight: float = UNLABELED_WEIGHT,
+        weight_decay: float = 5e-4,
+        ema_decay: float = EMA_DECAY,
+        flexmatch: FlexMatchStatus | None = None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.normalize = normalize or (lambda images: images)
+        self.flip, self.shift = flip, shift
+        self.threshold, self.unlabeled_weight, self.weight_decay = threshold, unlabeled_weight, weight_decay
+        self.flexmatch = flexmatch
+        self.average = WeightAverage(classifier.trainable_variables, ema_decay)
+        self.kernels = [v for v in classifier.trainable_variables if v.path.endswith("kernel")]
+        self.seeds = tf.random.Generator.from_seed(seed)
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "labeled_loss", "unlabeled_loss", "mask_rate", "pseudo_label_accuracy")
+        }
+
+    def build(self, input_shape) -> None:
+        self.built = True
+
+    def call(self, images, training=False):
+        return self.classifier(self.normalize(images), training=training)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def train_step(self, data):
+        (labeled, labels), (unlabeled, positions, true_labels) = data
+        labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+        seeds = self.seeds.make_seeds(4)
+        weak_labeled = weak_augment(labeled, seeds[:, 0], self.flip, self.shift)
+        weak = weak_augment(unlabeled, seeds[:, 1], self.flip, self.shift)
+        # The strong view is RandAugment on a weak view of its own (libml/augment.py's pool).
+        strong = rand_augment(weak_augment(unlabeled, seeds[:, 2], self.flip, self.shift), seeds[:, 3])
+        n_labeled, n_unlabeled = tf.shape(labeled)[0], tf.shape(unlabeled)[0]
+        with tf.GradientTape() as tape:
+            probabilities = tf.cast(
+                self(tf.concat([weak_labeled, weak, strong], 0), training=True), tf.float32
+            )
+            p_labeled, p_weak, p_strong = tf.split(probabilities, [n_labeled, n_unlabeled, n_unlabeled])
+            labeled_loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, p_labeled))
+            # log p are logits of p (softmax(log p) = p).
+            logits_weak, logits_strong = (tf.math.log(tf.maximum(p, 1e-7)) for p in (p_weak, p_strong))
+            if self.flexmatch is not None:
+                unlabeled_loss_, mask = self.flexmatch.mask(logits_weak, logits_strong, positions)
+            else:
+                unlabeled_loss_, mask = unlabeled_loss(logits_weak, logits_strong, self.threshold)
+            l2 = tf.add_n([tf.reduce_sum(tf.square(k)) for k in self.kernels]) / 2 if self.kernels else 0.0
+            total = labeled_loss + self.unlabeled_weight * unlabeled_loss_ + self.weight_decay * l2
+        variables = self.classifier.trainable_variables
+        gradients = tape.gradient(total, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        self.average.update()
+        pseudo = tf.argmax(p_weak, axis=1, output_type=tf.int32)
+        known = tf.cast(tf.reshape(true_labels, [-1]) >= 0, tf.float32) * mask
+        right = tf.cast(pseudo == tf.cast(tf.reshape(true_labels, [-1]), tf.int32), tf.float32)
+        self.trackers["loss"].update_state(total)
+        self.trackers["labeled_loss"].update_state(labeled_loss)
+        self.trackers["unlabeled_loss"].update_state(unlabeled_loss_)
+        self.trackers["mask_rate"].update_state(tf.reduce_mean(mask))
+        # Of the pseudo-labels used (mask 1) whose true label is known: the share right.
+        self.trackers["pseudo_label_accuracy"].update_state(right, sample_weight=known)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}

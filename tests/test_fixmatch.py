@@ -116,3 +116,65 @@ def test_learning_rate_is_fixmatchs_cosine():
     assert float(fixmatch.learning_rate(0, 100)) == pytest.approx(0.03)
     assert float(fixmatch.learning_rate(100, 100)) == pytest.approx(0.03 * math.cos(7 * math.pi / 16))
     assert float(fixmatch.learning_rate(50, 100)) == pytest.approx(0.03 * math.cos(7 * math.pi / 32))
+
+
+def test_weak_augment_flips_half_and_shifts_within_the_reflect_padding():
+    images = RNG.random((64, 16, 16, 1)).astype(np.float32)
+    out = np.asarray(fixmatch.weak_augment(images, [1, 2], flip=True, shift=0.125))
+    padded = np.pad(images, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect")  # tf.pad's REFLECT
+    flipped = 0
+    for image, view in zip(padded, out, strict=True):
+        crops = {
+            (flip, dy, dx)
+            for flip in (False, True)
+            for dy in range(5)
+            for dx in range(5)
+            if np.array_equal((image[:, ::-1] if flip else image)[dy : dy + 16, dx : dx + 16], view)
+        }
+        assert crops, "each weak view is a crop of the (flipped) padded image"
+        flipped += all(flip for flip, _, _ in crops)
+    assert 16 < flipped < 48
+    unflipped = np.asarray(fixmatch.weak_augment(images, [1, 2], flip=False, shift=0.0))
+    np.testing.assert_array_equal(unflipped, images)
+
+
+def toy(n, seed):
+    """8x8 images, class 0 brighter in the top half, class 1 in the bottom half (a
+    horizontal flip keeps the class), in [0, 1] with noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    images = rng.uniform(0.0, 0.5, (n, 8, 8, 1)).astype(np.float32)
+    for image, label in zip(images, labels, strict=True):
+        image[4 * label : 4 * label + 4] += 0.4
+    return images, labels
+
+
+@pytest.mark.parametrize("flexmatch", [False, True], ids=["fixmatch", "flexmatch"])
+def test_fixmatch_learns_from_four_labels_and_uses_right_pseudo_labels(flexmatch):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    images, classes = toy(40, 1)
+    pick = np.concatenate([np.flatnonzero(classes == 0)[:2], np.flatnonzero(classes == 1)[:2]])
+    labeled, labels = images[pick], classes[pick]  # two labels per class
+    unlabeled, hidden = toy(448, 2)
+    test_images, test_labels = toy(200, 3)
+    classifier = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")]
+    )
+    status = fixmatch.FlexMatchStatus(448, 2, threshold=0.8) if flexmatch else None
+    model = fixmatch.FixMatchModel(
+        classifier, threshold=0.8, weight_decay=5e-4, ema_decay=0.9, flexmatch=status, seed=0
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
+    start = float(np.mean(np.argmax(model.predict(test_images, verbose=0), 1) == test_labels))
+    order = np.random.default_rng(4).permutation(448)
+    lab = tf.data.Dataset.from_tensors((labeled, labels)).repeat()
+    unl = tf.data.Dataset.from_tensor_slices((unlabeled[order], order, hidden[order])).batch(56).repeat()
+    history = model.fit(tf.data.Dataset.zip(lab, unl), steps_per_epoch=8, epochs=4, verbose=0).history
+    assert history["mask_rate"][-1] > 0.3  # pseudo-labels in use
+    assert history["pseudo_label_accuracy"][-1] > 0.9
+    model.average.swap()  # the weight average is the model evaluated
+    end = float(np.mean(np.argmax(model.predict(test_images, verbose=0), 1) == test_labels))
+    model.average.swap()
+    assert end > max(start, 0.6) + 0.2, (start, end)
