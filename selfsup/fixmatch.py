@@ -28,6 +28,63 @@ LEARNING_RATE = 0.03
 EMA_DECAY = 0.999  # `ema` of fixmatch.py, `ema_m` of USB's configs
 
 
+# A study's options of FixMatch and FlexMatch, with the references' defaults (fixmatch.py's
+# flags; USB's config/classic_cv/fixmatch/fixmatch_cifar10_40_0.yaml has the same).
+OPTIONS = {
+    "unlabeled_ratio": UNLABELED_RATIO,  # mu: unlabeled images per labeled one in a step
+    "threshold": THRESHOLD,  # tau
+    "unlabeled_weight": UNLABELED_WEIGHT,  # lambda_u
+    "ema_decay": EMA_DECAY,
+    "weight_decay": 5e-4,  # wd: coupled L2 on kernels
+    "learning_rate": LEARNING_RATE,
+    "horizontal_flip": True,  # in the weak view; off for digits and text
+    "shift": 0.125,  # the weak view's largest translation, a fraction of the side
+}
+
+
+def check(options: dict, batch_size: int, pool_size: int, flip_changes_classes: bool = False) -> dict:
+    """The options with defaults filled in; ValueError naming the key and the value for
+    an unknown key, a value out of range, a pool smaller than one unlabeled batch, or a
+    flip asked for where a flip changes the class (digits: 2 and 5 mirrored)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(OPTIONS)}")
+    options = {**OPTIONS, **options}
+
+    def number(key, low, high, low_open=False, high_open=False):
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+            left, right = "(" if low_open else "[", ")" if high_open else "]"
+            raise ValueError(f"{key}: {value!r} must lie in {left}{low}, {high}{right}")
+
+    ratio = options["unlabeled_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1:
+        raise ValueError(
+            f"unlabeled_ratio: expected an integer >= 1 (mu; the references use 7), got {ratio!r}"
+        )
+    number("threshold", 0.0, 1.0, low_open=True)
+    number("unlabeled_weight", 0.0, math.inf, high_open=True)
+    number("ema_decay", 0.0, 1.0, high_open=True)
+    number("weight_decay", 0.0, math.inf, high_open=True)
+    number("learning_rate", 0.0, math.inf, low_open=True, high_open=True)
+    number("shift", 0.0, 0.5, high_open=True)
+    if not isinstance(options["horizontal_flip"], bool):
+        raise ValueError(f"horizontal_flip: expected true or false, got {options['horizontal_flip']!r}")
+    if options["horizontal_flip"] and flip_changes_classes:
+        raise ValueError(
+            "horizontal_flip: a mirrored image of this dataset can be another class; set horizontal_flip: false"
+        )
+    unlabeled_batch = ratio * batch_size
+    if pool_size < unlabeled_batch:
+        raise ValueError(
+            f"unlabeled_ratio: {ratio} x batch_size {batch_size} = {unlabeled_batch} unlabeled images a step, "
+            f"but the pool holds {pool_size}; lower unlabeled_ratio or batch_size, or use a larger pool"
+        )
+    return options
+
+
 def unlabeled_loss(logits_weak, logits_strong, threshold: float = THRESHOLD, class_thresholds=None):
     """(loss, mask) of fixmatch.py: the weak view's prediction, with no gradient, is the
     hard pseudo-label of the strong view where its confidence is at least the threshold

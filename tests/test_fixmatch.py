@@ -178,3 +178,42 @@ def test_fixmatch_learns_from_four_labels_and_uses_right_pseudo_labels(flexmatch
     end = float(np.mean(np.argmax(model.predict(test_images, verbose=0), 1) == test_labels))
     model.average.swap()
     assert end > max(start, 0.6) + 0.2, (start, end)
+
+
+def test_check_fills_the_references_defaults():
+    options = fixmatch.check({}, batch_size=64, pool_size=50_000)
+    assert options["unlabeled_ratio"] == 7 and options["threshold"] == 0.95
+    assert options["unlabeled_weight"] == 1.0 and options["ema_decay"] == 0.999
+    assert options["learning_rate"] == 0.03 and options["weight_decay"] == 5e-4
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"mu": 7}, r"unknown option\(s\) mu; allowed: unlabeled_ratio"),
+        ({"unlabeled_ratio": 0}, r"unlabeled_ratio: expected an integer >= 1 .* got 0"),
+        ({"unlabeled_ratio": 7.0}, r"unlabeled_ratio: expected an integer >= 1 .* got 7\.0"),
+        ({"threshold": 0.0}, r"threshold: 0\.0 must lie in \(0\.0, 1\.0\]"),
+        ({"threshold": 1.5}, r"threshold: 1\.5 must lie in \(0\.0, 1\.0\]"),
+        ({"unlabeled_weight": -1}, r"unlabeled_weight: -1 must lie in \[0\.0, inf\)"),
+        ({"ema_decay": 1.0}, r"ema_decay: 1\.0 must lie in \[0\.0, 1\.0\)"),
+        ({"threshold": True}, r"threshold: expected a number, got True"),
+        ({"shift": 0.5}, r"shift: 0\.5 must lie in \[0\.0, 0\.5\)"),
+        ({"horizontal_flip": "yes"}, r"horizontal_flip: expected true or false, got 'yes'"),
+        ({"unlabeled_ratio": 8}, r"unlabeled_ratio: 8 x batch_size 64 = 512 unlabeled images a step, but the pool holds 500"),
+    ],
+)  # fmt: skip
+def test_check_names_the_key_and_the_value(options, message):
+    with pytest.raises(ValueError, match=message):
+        fixmatch.check(options, batch_size=64, pool_size=500 if "unlabeled_ratio" in options else 50_000)
+
+
+def test_check_refuses_a_flip_where_it_changes_the_class():
+    with pytest.raises(
+        ValueError, match="horizontal_flip: a mirrored image of this dataset can be another class"
+    ):
+        fixmatch.check({}, batch_size=8, pool_size=100, flip_changes_classes=True)
+    assert (
+        fixmatch.check({"horizontal_flip": False}, 8, 100, flip_changes_classes=True)["horizontal_flip"]
+        is False
+    )
