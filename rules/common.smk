@@ -7,7 +7,6 @@ from selfsup import fingerprints, pretext, protocols
 from selfsup.data import sources
 from selfsup.jobs import digest
 from selfsup.config import StudyError, load_schema
-from selfsup.protocols import downstream_settings
 from selfsup.study import POOLS as POOL_MAKERS
 from selfsup.study import study_from_config
 
@@ -44,8 +43,8 @@ wildcard_constraints:
     dataset=r"[a-z_]+",
     pretext="|".join([NO_PRETEXT, *PRETEXT]),
     pool="|".join([NO_POOL, *POOLS]),
-    # Classifier protocols only: self_training and joint runs have rules of their own.
-    protocol=protocols.CLASSIFIER_PATTERN,
+    # The protocols the downstream rule runs: self-training has rules of its own.
+    protocol=protocols.pattern("downstream"),
     round=r"[1-9]\d*",
     budget=r"all|\d+",
     seed=r"\d+",
@@ -216,16 +215,23 @@ def method_module(wildcards):
 
 
 def run_methods(protocol):
-    """Pretext runs a protocol is applied to; baselines use no pretext encoder."""
-    if protocol == "self_training" and STUDY["self_training"]["from_pretext"]:
-        return [NO_PRETEXT, *PRETEXT]
-    return list(PRETEXT) if protocols.uses_pretext(protocol) else [NO_PRETEXT]
+    """Pretext runs a protocol starts from (selfsup.protocols.starts); NO_PRETEXT for
+    its runs from a freshly initialized encoder or from no encoder."""
+    return [
+        method
+        for pretrained in protocols.starts(protocol, STUDY)
+        for method in (PRETEXT if pretrained else [NO_PRETEXT])
+    ]
+
+
+def reads_pool(method, protocol):
+    """Whether a run reads unlabeled images, itself or through its pretext encoder."""
+    return method != NO_PRETEXT or protocols.reads_pool(protocol)
 
 
 def run_pools(method, protocol):
-    """Runs that read unlabeled images, directly or through their encoder, run once per pool."""
-    reads_pool = method != NO_PRETEXT or protocol in protocols.POOL_PROTOCOLS
-    return POOLS if reads_pool else [NO_POOL]
+    """Runs that read unlabeled images run once per pool."""
+    return POOLS if reads_pool(method, protocol) else [NO_POOL]
 
 
 def run_dirs(protocols_run=PROTOCOLS):
@@ -243,35 +249,32 @@ def downstream_inputs(wildcards):
     inputs = stage_inputs(wildcards)
     if wildcards.pretext != NO_PRETEXT:
         inputs["encoder"] = encoder_file(wildcards)
+    if protocols.reads_pool(wildcards.protocol):
+        inputs["pool"] = pool_input(wildcards)
     return inputs
 
 
-def classifier_settings(wildcards, protocol=None):
-    """Training settings of a run; `protocol` for the rules whose path fixes it."""
+def run_settings(wildcards, protocol=None):
+    """What a run reads (selfsup.protocols.settings); `protocol` for the rules whose
+    path fixes it."""
     protocol = protocol or wildcards.protocol
-    method = wildcards.get("pretext", NO_PRETEXT)  # the joint model's path fixes it
-    if protocol not in protocols.POOL_PROTOCOLS and protocols.uses_pretext(
-        protocol
-    ) == (method == NO_PRETEXT):
+    method = wildcards.pretext
+    if (method != NO_PRETEXT) not in protocols.starts(protocol, STUDY):
         raise WorkflowError(f"protocol {protocol} does not go with method {method}")
-    if (wildcards.pool == NO_POOL) == (
-        method != NO_PRETEXT or protocol in protocols.POOL_PROTOCOLS
-    ):
+    if (wildcards.pool == NO_POOL) == reads_pool(method, protocol):
         raise WorkflowError(
             f"pool {wildcards.pool} does not go with {method} {protocol}"
         )
-    settings = {**downstream_settings(STUDY, protocol), "protocol": protocol}
-    if protocol == "joint":
-        settings["joint"] = STUDY["joint"]
-    return settings
-
-
-def joint_settings(wildcards):
-    return classifier_settings(wildcards, "joint")
+    return protocols.settings(STUDY, protocol)
 
 
 def self_training_settings(wildcards):
-    return classifier_settings(wildcards, "self_training")
+    return run_settings(wildcards, "self_training")
+
+
+def family_module(wildcards):
+    """The module of the run's protocol family, which its job runs."""
+    return protocols.module_path(protocols.family_name(wildcards.protocol))
 
 
 # --- outliers and self-training ------------------------------------------------

@@ -1,3 +1,6 @@
+# One run of any protocol whose family's RULE is downstream (selfsup.protocols).
+
+
 rule downstream:
     input:
         unpack(downstream_inputs),
@@ -15,7 +18,7 @@ rule downstream:
         **training_resources(runtime=120, mem_mb=8000),
     params:
         **TRAINING_PARAMS,
-        settings=classifier_settings,
-        code=job_code("downstream"),
+        settings=run_settings,
+        code=job_code("downstream", family_module),
     script:
         "../scripts/downstream.py"

@@ -1,4 +1,5 @@
-# Outlier filtering (the inliers pool), self-training rounds and the joint model.
+# Outlier filtering (the inliers pool) and self-training's rounds; the joint model
+# and the other protocols that read a pool run under rule downstream.
 
 
 rule outliers:
@@ -93,30 +94,6 @@ rule self_training:
         code=job_code("self_training"),
     script:
         "../scripts/self_training.py"
-
-
-rule joint:
-    input:
-        unpack(stage_inputs),
-        pool=pool_input,
-    output:
-        metrics=f"{RESULTS}/{run(protocol='joint', pretext=NO_PRETEXT)}/metrics.json",
-        history=f"{RESULTS}/{run(protocol='joint', pretext=NO_PRETEXT)}/history.csv",
-    log:
-        f"{LOGS}/{run(protocol='joint', pretext=NO_PRETEXT)}.log",
-    benchmark:
-        f"{BENCHMARKS}/{run(protocol='joint', pretext=NO_PRETEXT)}.tsv"
-    conda:
-        "../envs/selfsup.yaml"
-    threads: STUDY["threads"]
-    resources:
-        **training_resources(runtime=120, mem_mb=8000),
-    params:
-        **TRAINING_PARAMS,
-        settings=joint_settings,
-        code=job_code("joint"),
-    script:
-        "../scripts/downstream.py"
 
 
 rule self_training_figure:

@@ -12,7 +12,7 @@ Protocols that evaluate frozen features (selfsup.probes; nothing is trained by g
   or a weighted kNN classifier;
 - random_linear, random_knn: the same on a freshly initialized encoder's features;
 - pixels_linear, pixels_knn: the same on the (scaled, normalized) pixels: no encoder.
-Two protocols also train on a pool of unlabeled images (selfsup.stages):
+Protocols that also train on a pool of unlabeled images (selfsup.protocols lists every family):
 - self_training: rounds of teacher pseudo-labels, weighted by their certainty, then a
   student on labels plus pseudo-labels (from scratch, or fine-tuning a pretext encoder);
 - joint: one model with a class and a reconstruction output (selfsup.joint), the class
@@ -28,17 +28,19 @@ import numpy as np
 
 from selfsup import encoders
 from selfsup.encoders import conv_layers, weighted_layers
-from selfsup.probes import FEATURE_PROTOCOLS
-from selfsup.protocols import POOL_PROTOCOLS, parse_protocol
+from selfsup.protocols import classifier_protocol, family_name, parse_protocol
 
 
 def apply_protocol(encoder: keras.Model, protocol: str) -> None:
     """Set which encoder layers train under `protocol`."""
     kind, k = parse_protocol(protocol)
-    if kind in POOL_PROTOCOLS:
-        raise ValueError(f"{protocol} trains a classifier under classifier_protocol(), not {protocol}")
-    if kind in FEATURE_PROTOCOLS:
+    if family_name(protocol) == "features":
         raise ValueError(f"{protocol} evaluates frozen features (selfsup.probes); it trains no classifier")
+    if family_name(protocol) != "classifier":
+        raise ValueError(
+            f"{protocol} trains a classifier under {classifier_protocol(protocol, True)!r} or "
+            f"{classifier_protocol(protocol, False)!r} (selfsup.protocols.classifier_protocol), not {protocol!r}"
+        )
     if kind in ("supervised", "finetune"):
         frozen = []
     elif kind in ("random", "frozen"):

@@ -8,8 +8,8 @@ References, read before writing:
   semilearn/algorithms/flexmatch/flexmatch.py and `FlexMatchThresholdingHook` in
   semilearn/algorithms/flexmatch/utils.py; its EMA in semilearn/core/utils/misc.py (`EMA`).
 
-Not yet a downstream protocol: the job, its two input streams and the study keys come
-with the protocol registry; `FixMatchModel` is the training step they will run.
+The protocols' study keys, defaults and checks, and their job, are in
+selfsup/protocols/fixmatch.py and flexmatch.py.
 """
 
 from __future__ import annotations
@@ -17,72 +17,12 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from selfsup.inputs import AUGMENT, batch_key
+from selfsup.protocols.fixmatch import EMA_DECAY, LEARNING_RATE, THRESHOLD, UNLABELED_WEIGHT
 from selfsup.randaugment import rand_augment
-
-THRESHOLD = 0.95  # tau: `confidence` of fixmatch.py, `p_cutoff` of USB's configs
-UNLABELED_WEIGHT = 1.0  # lambda_u: `wu`, USB's `ulb_loss_ratio`
-UNLABELED_RATIO = 7  # mu: `uratio`
-LEARNING_RATE = 0.03
-EMA_DECAY = 0.999  # `ema` of fixmatch.py, `ema_m` of USB's configs
-
-
-# A study's options of FixMatch and FlexMatch, with the references' defaults (fixmatch.py's
-# flags; USB's config/classic_cv/fixmatch/fixmatch_cifar10_40_0.yaml has the same).
-OPTIONS = {
-    "unlabeled_ratio": UNLABELED_RATIO,  # mu: unlabeled images per labeled one in a step
-    "threshold": THRESHOLD,  # tau
-    "unlabeled_weight": UNLABELED_WEIGHT,  # lambda_u
-    "ema_decay": EMA_DECAY,
-    "weight_decay": 5e-4,  # wd: coupled L2 on kernels
-    "learning_rate": LEARNING_RATE,
-    "horizontal_flip": True,  # in the weak view; off for digits and text
-    "shift": 0.125,  # the weak view's largest translation, a fraction of the side
-}
-
-
-def check(options: dict, batch_size: int, pool_size: int, flip_changes_classes: bool = False) -> dict:
-    """The options with defaults filled in; ValueError naming the key and the value for
-    an unknown key, a value out of range, a pool smaller than one unlabeled batch, or a
-    flip asked for where a flip changes the class (digits: 2 and 5 mirrored)."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(OPTIONS)}")
-    options = {**OPTIONS, **options}
-
-    def number(key, low, high, low_open=False, high_open=False):
-        value = options[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"{key}: expected a number, got {value!r}")
-        if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-            left, right = "(" if low_open else "[", ")" if high_open else "]"
-            raise ValueError(f"{key}: {value!r} must lie in {left}{low}, {high}{right}")
-
-    ratio = options["unlabeled_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1:
-        raise ValueError(
-            f"unlabeled_ratio: expected an integer >= 1 (mu; the references use 7), got {ratio!r}"
-        )
-    number("threshold", 0.0, 1.0, low_open=True)
-    number("unlabeled_weight", 0.0, math.inf, high_open=True)
-    number("ema_decay", 0.0, 1.0, high_open=True)
-    number("weight_decay", 0.0, math.inf, high_open=True)
-    number("learning_rate", 0.0, math.inf, low_open=True, high_open=True)
-    number("shift", 0.0, 0.5, high_open=True)
-    if not isinstance(options["horizontal_flip"], bool):
-        raise ValueError(f"horizontal_flip: expected true or false, got {options['horizontal_flip']!r}")
-    if options["horizontal_flip"] and flip_changes_classes:
-        raise ValueError(
-            "horizontal_flip: a mirrored image of this dataset can be another class; set horizontal_flip: false"
-        )
-    unlabeled_batch = ratio * batch_size
-    if pool_size < unlabeled_batch:
-        raise ValueError(
-            f"unlabeled_ratio: {ratio} x batch_size {batch_size} = {unlabeled_batch} unlabeled images a step, "
-            f"but the pool holds {pool_size}; lower unlabeled_ratio or batch_size, or use a larger pool"
-        )
-    return options
 
 
 def unlabeled_loss(logits_weak, logits_strong, threshold: float = THRESHOLD, class_thresholds=None):
@@ -115,8 +55,12 @@ class FlexMatchStatus(tf.Module):
         self.num_classes = num_classes
         self.threshold = threshold
         self.warmup = warmup
-        self.selected = tf.Variable(tf.fill([pool_size], -1), trainable=False, name="selected_label")
-        self.status = tf.Variable(tf.zeros([num_classes]), trainable=False, name="classwise_acc")
+        # Keras variables: a model that holds them saves them with its weights (a resumed
+        # job goes on with the status it had).
+        self.selected = keras.Variable(
+            np.full(pool_size, -1, np.int32), trainable=False, name="selected_label"
+        )
+        self.status = keras.Variable(np.zeros(num_classes, np.float32), trainable=False, name="classwise_acc")
 
     def class_thresholds(self):
         return self.threshold * self.status / (2.0 - self.status)
@@ -127,20 +71,25 @@ class FlexMatchStatus(tf.Module):
         loss, mask = unlabeled_loss(logits_weak, logits_strong, class_thresholds=self.class_thresholds())
         probabilities = tf.nn.softmax(tf.stop_gradient(logits_weak))
         confident = tf.reduce_max(probabilities, axis=1) >= self.threshold
-        self.selected.scatter_nd_update(
-            tf.boolean_mask(indices, confident)[:, tf.newaxis],
-            tf.boolean_mask(tf.argmax(probabilities, axis=1, output_type=tf.int32), confident),
+        self.selected.assign(
+            tf.tensor_scatter_nd_update(
+                tf.convert_to_tensor(self.selected),
+                tf.boolean_mask(indices, confident)[:, tf.newaxis],
+                tf.boolean_mask(tf.argmax(probabilities, axis=1, output_type=tf.int32), confident),
+            )
         )
         self.update()
         return loss, mask
 
     def update(self):
         """utils.py's update(): counts per class (slot -1 first), beta = count / max."""
-        counts = tf.math.bincount(self.selected + 1, minlength=self.num_classes + 1, dtype=tf.float32)
+        counts = tf.math.bincount(
+            tf.convert_to_tensor(self.selected) + 1, minlength=self.num_classes + 1, dtype=tf.float32
+        )
         used, classes = counts[0], counts[1:]
         largest = tf.maximum(tf.reduce_max(classes), used) if self.warmup else tf.reduce_max(classes)
         # As USB: only while no one slot value fills the pool (at first, every slot is -1).
-        changes = tf.reduce_max(counts) < tf.cast(tf.size(self.selected), tf.float32)
+        changes = tf.reduce_max(counts) < tf.cast(tf.size(tf.convert_to_tensor(self.selected)), tf.float32)
         self.status.assign(tf.where(changes, classes / tf.maximum(largest, 1.0), self.status))
 
 
@@ -157,7 +106,11 @@ class WeightAverage(tf.Module):
             raise ValueError(f"decay: {decay} must lie in [0, 1)")
         self.decay = decay
         self.weights = list(variables)
-        self.shadows = [tf.Variable(tf.identity(v), trainable=False) for v in self.weights]
+        # Keras variables, saved with a model that holds them (see FlexMatchStatus).
+        self.shadows = [
+            keras.Variable(tf.identity(v), trainable=False, name=f"average_{i}")
+            for i, v in enumerate(self.weights)
+        ]
 
     def update(self):
         for shadow, variable in zip(self.shadows, self.weights, strict=True):
@@ -176,6 +129,43 @@ def learning_rate(step, total_steps: int, base: float = LEARNING_RATE):
     (USB's get_cosine_schedule_with_warmup with num_cycles 7/16 is the same)."""
     progress = tf.clip_by_value(tf.cast(step, tf.float32) / total_steps, 0.0, 1.0)
     return base * tf.cos(progress * 7.0 * math.pi / 16.0)
+
+
+class CosineRate(keras.optimizers.schedules.LearningRateSchedule):
+    """`learning_rate` as a Keras schedule of the optimizer's step."""
+
+    def __init__(self, base: float, total_steps: int):
+        self.base, self.total_steps = base, total_steps
+
+    def __call__(self, step):
+        return learning_rate(step, self.total_steps, self.base)
+
+    def get_config(self):
+        return {"base": self.base, "total_steps": self.total_steps}
+
+
+def sgd(base: float, total_steps: int) -> keras.optimizers.SGD:
+    """The references' optimizer: SGD with Nesterov momentum 0.9 on the cosine rate (weight
+    decay is the model's coupled L2, not the optimizer's)."""
+    return keras.optimizers.SGD(CosineRate(base, total_steps), momentum=0.9, nesterov=True)
+
+
+class AverageEvaluation(keras.callbacks.Callback):
+    """After each epoch (`eval_every` steps): `evaluate()` with the weight average swapped
+    in, logged as ema_test_accuracy (history, progress line, TensorBoard)."""
+
+    def __init__(self, model: FixMatchModel, evaluate):
+        super().__init__()
+        self.fixmatch, self.evaluate = model, evaluate
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.fixmatch.average.swap()
+        try:
+            accuracy = self.evaluate()
+        finally:
+            self.fixmatch.average.swap()
+        if logs is not None:
+            logs["ema_test_accuracy"] = accuracy
 
 
 def weak_augment(images, seed, flip: bool = True, shift: float = 0.125):
@@ -236,8 +226,12 @@ class FixMatchModel(keras.Model):
         self.threshold, self.unlabeled_weight, self.weight_decay = threshold, unlabeled_weight, weight_decay
         self.flexmatch = flexmatch
         self.average = WeightAverage(classifier.trainable_variables, ema_decay)
+        # Tracked, so saved with the model's weights: the averages and FlexMatch's slots.
+        self.average_weights = self.average.shadows
+        self.flexmatch_state = [flexmatch.selected, flexmatch.status] if flexmatch is not None else []
         self.kernels = [v for v in classifier.trainable_variables if v.path.endswith("kernel")]
-        self.seeds = tf.random.Generator.from_seed(seed)
+        self.seed = seed
+        self.built = True  # the classifier is: a resumed job loads weights before any step
         self.trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "labeled_loss", "unlabeled_loss", "mask_rate", "pseudo_label_accuracy")
@@ -256,11 +250,15 @@ class FixMatchModel(keras.Model):
     def train_step(self, data):
         (labeled, labels), (unlabeled, positions, true_labels) = data
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-        seeds = self.seeds.make_seeds(4)
-        weak_labeled = weak_augment(labeled, seeds[:, 0], self.flip, self.shift)
-        weak = weak_augment(unlabeled, seeds[:, 1], self.flip, self.shift)
+        # The draws of a step are a function of the seed and the step (the optimizer's
+        # count, saved with it): a resumed job draws what an uninterrupted one does.
+        seeds = tf.random.experimental.stateless_split(
+            batch_key(self.seed, AUGMENT, 0, self.optimizer.iterations), 4
+        )
+        weak_labeled = weak_augment(labeled, seeds[0], self.flip, self.shift)
+        weak = weak_augment(unlabeled, seeds[1], self.flip, self.shift)
         # The strong view is RandAugment on a weak view of its own (libml/augment.py's pool).
-        strong = rand_augment(weak_augment(unlabeled, seeds[:, 2], self.flip, self.shift), seeds[:, 3])
+        strong = rand_augment(weak_augment(unlabeled, seeds[2], self.flip, self.shift), seeds[3])
         n_labeled, n_unlabeled = tf.shape(labeled)[0], tf.shape(unlabeled)[0]
         with tf.GradientTape() as tape:
             probabilities = tf.cast(
@@ -276,7 +274,9 @@ class FixMatchModel(keras.Model):
                 unlabeled_loss_, mask = unlabeled_loss(logits_weak, logits_strong, self.threshold)
             l2 = tf.add_n([tf.reduce_sum(tf.square(k)) for k in self.kernels]) / 2 if self.kernels else 0.0
             total = labeled_loss + self.unlabeled_weight * unlabeled_loss_ + self.weight_decay * l2
-        variables = self.classifier.trainable_variables
+        # The model's own list (the classifier's, in the order a resumed job builds the
+        # optimizer in: selfsup.training._Resume.restore).
+        variables = self.trainable_variables
         gradients = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self.average.update()

@@ -30,8 +30,8 @@ from selfsup.config import (
     read_yaml,
 )
 from selfsup.data.checks import check_dataset, labeled_pool_size, range_size
+from selfsup.data.splits import OWN_UNLABELED, fraction_split
 from selfsup.jobs import digest
-from selfsup.protocols import check_feature_protocols, check_validation_splits, downstream_settings
 from selfsup.training_settings import check_monitors, check_training
 
 
@@ -65,16 +65,22 @@ def check_training_sections(study: dict, channels: int) -> None:
                 f"training, so training settings do not apply to it; set downstream.{evaluation} "
                 "instead, or use the frozen protocol for a trained head"
             )
+        family = protocols_module.family(protocol)
+        if not family.TRAINING_SETTINGS:
+            raise StudyError(
+                f"downstream.overrides.{protocol}: {protocol} trains as its reference does, with "
+                f"settings of its own; set them under {family.SECTION} instead"
+            )
     for protocol in settings["protocols"]:
-        if protocol in probes.FEATURE_PROTOCOLS:
+        if not protocols_module.family(protocol).TRAINING_SETTINGS:
             continue
         where = (
             "downstream"
             if protocol not in settings.get("overrides", {})
             else f"downstream.overrides.{protocol}"
         )
-        check_training(where, downstream_settings(study, protocol), channels, views=1)
-        check_monitors(where, downstream_settings(study, protocol), ["loss", "accuracy"])
+        check_training(where, protocols_module.training_settings(study, protocol), channels, views=1)
+        check_monitors(where, protocols_module.training_settings(study, protocol), ["loss", "accuracy"])
 
 
 def check_requests(config: dict) -> None:
@@ -133,8 +139,16 @@ def check_study(config: dict) -> dict:
     try:
         # Checks kept next to their code raise ValueError with the key at fault.
         check_training_sections(study, image_shape[-1])
-        check_feature_protocols(study, labeled, len(layout.class_names))
-        check_validation_splits(study, labeled)
+        protocols_module.check(
+            study,
+            protocols_module.StudyFacts(
+                labeled=labeled,
+                unlabeled=unlabeled_pool_size(split, layout),
+                num_classes=len(layout.class_names),
+                image_shape=tuple(image_shape),
+                dataset=study["dataset"]["name"],
+            ),
+        )
     except ValueError as err:
         if isinstance(err, StudyError):
             raise
@@ -209,7 +223,7 @@ def check_study(config: dict) -> dict:
 
     settings = study["downstream"]
     protocols = settings["protocols"]
-    needs_pretext = [p for p in protocols if protocols_module.uses_pretext(p)]
+    needs_pretext = [p for p in protocols if protocols_module.uses_pretext(p, study)]
     if needs_pretext and not study["pretext"]:
         raise StudyError(
             f"downstream.protocols: {needs_pretext} need a pretext method; add one under pretext"
@@ -217,12 +231,20 @@ def check_study(config: dict) -> dict:
     try:
         features = encoders.cut(model, settings.get("feature_layer"), "feature_layer")
         for protocol in protocols:
-            if protocol not in probes.FEATURE_PROTOCOLS:
+            if protocols_module.family_name(protocol) != "features":
                 downstream.apply_protocol(
                     features, protocols_module.classifier_protocol(protocol, pretrained=True)
                 )
     except ValueError as err:
         raise StudyError(f"downstream: {_one_line(err)}") from None
+    for name, family in protocols_module.families().items():
+        chosen = [p for p in protocols if protocols_module.family_name(p) == name]
+        try:
+            family.check_models(study, build_encoder(), chosen)
+        except StudyError:
+            raise
+        except ValueError as err:
+            raise StudyError(f"{family.SECTION or 'downstream'}: {_one_line(err)}") from None
     return study
 
 
@@ -231,9 +253,21 @@ def check_study(config: dict) -> dict:
 POOLS = {"all": "split", "inliers": "outliers"}
 
 
+def unlabeled_pool_size(split: dict, layout) -> int:
+    """The size of the pool `all` as the split's settings make it, at most: its images
+    less those the split holds out (a job checks the pool it reads)."""
+    if split.get("unlabeled") == OWN_UNLABELED:
+        return layout.n_unlabeled
+    if split.get("labeled_fraction") is not None:
+        share = split["labeled_fraction"]
+        return len(fraction_split(layout.n_train, share["fraction"], share["seed"])[1])
+    return range_size(split, "unlabeled", layout.n_train)
+
+
 def check_pools(study: dict, image_shape) -> None:
-    """Pool names, the outlier filter's settings, self-training's and the joint model's."""
-    from selfsup import encoders, joint, outliers
+    """Pool names and the outlier filter's settings (each protocol family checks its own
+    section: selfsup.protocols)."""
+    from selfsup import outliers
 
     for pool in study["pools"]:
         if pool not in POOLS:
@@ -242,11 +276,14 @@ def check_pools(study: dict, image_shape) -> None:
                 + ", ".join(f"{name} (made by rule {rule})" for name, rule in POOLS.items())
             )
     protocols = study["downstream"]["protocols"]
-    readers = [p for p in protocols if p in protocols_module.POOL_PROTOCOLS]
+    readers = [p for p in protocols if protocols_module.reads_pool(p)]
     if study["pools"] != ["all"] and not (study["pretext"] or readers):
+        pool_readers = [
+            protocols_module.names(n) for n, f in protocols_module.families().items() if f.READS_POOL
+        ]
         raise StudyError(
             f"pools: {study['pools']} but nothing reads a pool; add a pretext method or the "
-            f"protocols {' or '.join(protocols_module.POOL_PROTOCOLS)}, or remove pools"
+            f"protocols {' or '.join(pool_readers)}, or remove pools"
         )
 
     entry = study["outliers"]
@@ -259,31 +296,6 @@ def check_pools(study: dict, image_shape) -> None:
         scorer.check(entry["options"])
     except ValueError as err:
         raise StudyError(f"outliers.options.{err}") from None
-
-    rounds = study["self_training"]
-    if not isinstance(rounds["rounds"], int) or rounds["rounds"] < 1:
-        raise StudyError(
-            f"self_training.rounds: {rounds['rounds']!r} rounds; allowed: an integer of at least 1 "
-            "(without rounds there are no pseudo-labels: use the supervised protocol)"
-        )
-    if not 0 < rounds["threshold"] <= 1:
-        raise StudyError(
-            f"self_training.threshold: {rounds['threshold']!r}; allowed: a top probability in (0, 1]"
-        )
-    if rounds["from_pretext"] and not study["pretext"]:
-        raise StudyError(
-            "self_training.from_pretext: there is no pretext method to start from; add one under pretext"
-        )
-
-    study["joint"] = check_options("joint", study.get("joint") or {}, joint.OPTIONS)
-    if "joint" in protocols:
-        try:
-            joint.check(study["joint"])
-            encoder = study["encoder"]
-            model = encoders.build_encoder(encoder["name"], image_shape, **encoder["options"])
-            joint.build_joint(model, 2, study["joint"], head=study["downstream"].get("head"))
-        except ValueError as err:
-            raise StudyError(f"joint: {_one_line(err)}") from None
 
 
 # --- the checked study, cached: a parse that finds it never imports TensorFlow ----------

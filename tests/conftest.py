@@ -122,6 +122,8 @@ _STUDY = {
     },
     "self_training": {"rounds": 3, "threshold": 0.8, "from_pretext": False},
     "joint": {},
+    "fixmatch": {},
+    "flexmatch": {},
     "downstream": {
         "protocols": ["supervised", "random", "frozen", "freeze_1", "finetune", "linear", "pixels_knn"],
         "feature_layer": None,

@@ -46,7 +46,7 @@ def test_parse_protocol(protocol, expected):
 def test_parse_protocol_error(protocol):
     with pytest.raises(
         ValueError,
-        match=f"unknown protocol '{protocol}'; choose supervised, random, frozen, finetune, linear",
+        match=f"unknown protocol '{protocol}'; choose one of classifier: supervised, random, frozen, finetune",
     ):
         parse_protocol(protocol)
 

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from selfsup import fixmatch
+from selfsup.protocols import fixmatch as fixmatch_protocol
 
 RNG = np.random.default_rng(0)
 
@@ -181,7 +182,8 @@ def test_fixmatch_learns_from_four_labels_and_uses_right_pseudo_labels(flexmatch
 
 
 def test_check_fills_the_references_defaults():
-    options = fixmatch.check({}, batch_size=64, pool_size=50_000)
+    options = fixmatch_protocol.check_options({}, pool_size=50_000)
+    assert options["batch_size"] == 64 and options["steps"] == 2**20 and options["median_of"] == 20
     assert options["unlabeled_ratio"] == 7 and options["threshold"] == 0.95
     assert options["unlabeled_weight"] == 1.0 and options["ema_decay"] == 0.999
     assert options["learning_rate"] == 0.03 and options["weight_decay"] == 5e-4
@@ -190,7 +192,7 @@ def test_check_fills_the_references_defaults():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"mu": 7}, r"unknown option\(s\) mu; allowed: unlabeled_ratio"),
+        ({"mu": 7}, r"unknown option\(s\) mu; allowed: steps, eval_every, median_of, batch_size, unlabeled_ratio"),
         ({"unlabeled_ratio": 0}, r"unlabeled_ratio: expected an integer >= 1 .* got 0"),
         ({"unlabeled_ratio": 7.0}, r"unlabeled_ratio: expected an integer >= 1 .* got 7\.0"),
         ({"threshold": 0.0}, r"threshold: 0\.0 must lie in \(0\.0, 1\.0\]"),
@@ -201,19 +203,21 @@ def test_check_fills_the_references_defaults():
         ({"shift": 0.5}, r"shift: 0\.5 must lie in \[0\.0, 0\.5\)"),
         ({"horizontal_flip": "yes"}, r"horizontal_flip: expected true or false, got 'yes'"),
         ({"unlabeled_ratio": 8}, r"unlabeled_ratio: 8 x batch_size 64 = 512 unlabeled images a step, but the pool holds 500"),
+        ({"steps": 1000, "eval_every": 300}, r"steps: 1000 is not a multiple of eval_every 300"),
+        ({"steps": 1000, "eval_every": 100, "median_of": 11}, r"median_of: 11 evaluations, but steps / eval_every makes 10"),
+        ({"from_pretext": 1}, r"from_pretext: expected true or false, got 1"),
+        ({"batch_size": 0}, r"batch_size: expected an integer >= 1, got 0"),
     ],
 )  # fmt: skip
 def test_check_names_the_key_and_the_value(options, message):
     with pytest.raises(ValueError, match=message):
-        fixmatch.check(options, batch_size=64, pool_size=500 if "unlabeled_ratio" in options else 50_000)
+        fixmatch_protocol.check_options(options, pool_size=500 if "unlabeled_ratio" in options else 50_000)
 
 
 def test_check_refuses_a_flip_where_it_changes_the_class():
     with pytest.raises(
         ValueError, match="horizontal_flip: a mirrored image of this dataset can be another class"
     ):
-        fixmatch.check({}, batch_size=8, pool_size=100, flip_changes_classes=True)
-    assert (
-        fixmatch.check({"horizontal_flip": False}, 8, 100, flip_changes_classes=True)["horizontal_flip"]
-        is False
-    )
+        fixmatch_protocol.check_options({"batch_size": 8}, pool_size=100, flip_changes_classes=True)
+    options = fixmatch_protocol.check_options({"batch_size": 8, "horizontal_flip": False}, 100, True)
+    assert options["horizontal_flip"] is False

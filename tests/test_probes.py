@@ -14,6 +14,7 @@ from selfsup import artifacts, probes
 from selfsup.data.generated import make_synthetic
 from selfsup.data.splits import make_split
 from selfsup.encoders import build_encoder
+from selfsup.protocols.base import Job
 from selfsup.stages import downstream as downstream_stage
 
 TINY_ENCODER = {"name": "small_cnn", "options": {"filters": [4, 8], "dense": [16]}}
@@ -128,14 +129,16 @@ def evaluate(files, protocol, budget="all", seed=1, encoder_path=None, **options
         "knn": {"k": 10, "temperature": 0.1},
         **options,
     }
-    return downstream_stage.train_downstream(
-        data_path=folder / "data.h5",
-        split_path=folder / "split.h5",
-        encoder_path=encoder_path,
-        encoder_spec=copy.deepcopy(TINY_ENCODER),
-        settings=settings,
-        budget=budget,
-        seed=seed,
+    return downstream_stage.evaluate_features(
+        Job(
+            data_path=folder / "data.h5",
+            split_path=folder / "split.h5",
+            encoder_path=encoder_path,
+            encoder_spec=copy.deepcopy(TINY_ENCODER),
+            settings=settings,
+            budget=budget,
+            seed=seed,
+        ),
     )
 
 

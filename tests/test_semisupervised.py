@@ -13,6 +13,7 @@ from selfsup import artifacts
 from selfsup.data.dataset import NO_LABEL
 from selfsup.data.generated import make_synthetic
 from selfsup.data.splits import make_split
+from selfsup.protocols.base import Job
 from selfsup.stages import downstream as downstream_stage
 from selfsup.stages import outliers as outliers_stage
 from selfsup.stages import self_training as self_training_stage
@@ -45,16 +46,18 @@ def files(tmp_path_factory):
 
 def run_round(folder, earlier, threshold, settings=SETTINGS):
     return self_training_stage.self_training_round(
-        data_path=folder / "data.h5",
-        split_path=folder / "split.h5",
-        pool_path=folder / "pool.h5",
-        earlier_rounds=earlier,
-        encoder_path=None,
-        encoder_spec=copy.deepcopy(TINY_ENCODER),
-        settings=settings,
-        budget="all",
-        seed=1,
-        threshold=threshold,
+        Job(
+            data_path=folder / "data.h5",
+            split_path=folder / "split.h5",
+            pool_path=folder / "pool.h5",
+            encoder_path=None,
+            encoder_spec=copy.deepcopy(TINY_ENCODER),
+            settings=settings,
+            budget="all",
+            seed=1,
+        ),
+        earlier,
+        threshold,
     )
 
 
@@ -130,29 +133,31 @@ def test_the_joint_model_trains_on_labels_and_the_pool(files):
         },
     }
     metrics, history, model = downstream_stage.train_downstream(
-        data_path=folder / "data.h5",
-        split_path=folder / "split.h5",
-        encoder_path=None,
-        encoder_spec=copy.deepcopy(TINY_ENCODER),
-        settings=settings,
-        budget="all",
-        seed=1,
-        extra=downstream_stage.ExtraExamples(
-            "train", split.unlabeled, np.full(len(split.unlabeled), NO_LABEL)
+        Job(
+            data_path=folder / "data.h5",
+            split_path=folder / "split.h5",
+            encoder_path=None,
+            encoder_spec=copy.deepcopy(TINY_ENCODER),
+            settings=settings,
+            budget="all",
+            seed=1,
         ),
+        downstream_stage.ExtraExamples("train", split.unlabeled, np.full(len(split.unlabeled), NO_LABEL)),
     )
     assert metrics["n_extra"] == len(split.unlabeled)
     assert {"class_loss", "reconstruction_loss"} <= set(history.columns)
     assert history.reconstruction_loss.iloc[-1] < history.reconstruction_loss.iloc[0]
     # Its classifier is the supervised network: same parameter count.
     supervised, _, _ = downstream_stage.train_downstream(
-        data_path=folder / "data.h5",
-        split_path=folder / "split.h5",
-        encoder_path=None,
-        encoder_spec=copy.deepcopy(TINY_ENCODER),
-        settings={**SETTINGS, "protocol": "supervised", "epochs": 1},
-        budget="all",
-        seed=1,
+        Job(
+            data_path=folder / "data.h5",
+            split_path=folder / "split.h5",
+            encoder_path=None,
+            encoder_spec=copy.deepcopy(TINY_ENCODER),
+            settings={**SETTINGS, "protocol": "supervised", "epochs": 1},
+            budget="all",
+            seed=1,
+        ),
     )
     assert metrics["params"] == supervised["params"]
 

@@ -20,6 +20,7 @@ from selfsup import artifacts, encoders, training
 from selfsup.data.generated import make_synthetic
 from selfsup.data.splits import make_split
 from selfsup.pretext import get_method
+from selfsup.protocols.base import Job
 from selfsup.stages import downstream as downstream_stage
 from selfsup.stages import outliers as outliers_stage
 from selfsup.stages import pretext as pretext_stage
@@ -51,13 +52,15 @@ def test_train_downstream_learns_a_learnable_task(tmp_path):
     split_path = tmp_path / "split.h5"
     artifacts.write_split(split_path, split, {})
     metrics, history, _ = downstream_stage.train_downstream(
-        data_path=data_path,
-        split_path=split_path,
-        encoder_path=None,
-        encoder_spec=copy.deepcopy(TINY_ENCODER),
-        settings=SETTINGS,
-        budget="all",
-        seed=1,
+        Job(
+            data_path=data_path,
+            split_path=split_path,
+            encoder_path=None,
+            encoder_spec=copy.deepcopy(TINY_ENCODER),
+            settings=SETTINGS,
+            budget="all",
+            seed=1,
+        ),
     )
     # Chance is 0.25; glyphs are easy (nearest neighbours in pixels reach over 0.8).
     assert metrics["train_accuracy"] > 0.8, history
@@ -314,15 +317,17 @@ def test_classifier_with_validation_early_stopping_and_plateau_resumes_exactly(r
 
     def train(out, stream):
         metrics, history, model = downstream_stage.train_downstream(
-            data_path=resume_files / "data.h5",
-            split_path=resume_files / "split.h5",
-            encoder_path=None,
-            encoder_spec=copy.deepcopy(TINY_ENCODER),
-            settings=settings,
-            budget="all",
-            seed=RESUME_SEED,
-            resume_dir=out / "resume",
-            stream=stream,
+            Job(
+                data_path=resume_files / "data.h5",
+                split_path=resume_files / "split.h5",
+                encoder_path=None,
+                encoder_spec=copy.deepcopy(TINY_ENCODER),
+                settings=settings,
+                budget="all",
+                seed=RESUME_SEED,
+                resume_dir=out / "resume",
+                stream=stream,
+            ),
         )
         return model.get_weights(), history, metrics
 
@@ -486,3 +491,49 @@ def test_rotations_are_turned_per_batch_where_turning_once_would_change_the_batc
     assert turned(augmentation=object()) is None
     # Four turned copies above the memory limit: turned per batch, as a streamed pool.
     assert turned(limit_mb=16 * 9 / 2**20 - 1e-9) is None
+
+
+def test_flexmatch_resumes_exactly(resume_files, tmp_path):
+    """FlexMatch's state beyond weights and optimizer: the weight average, the class
+    slots and their status (model variables), the two batch streams and the step's
+    augmentation draws (functions of the seed and the step). A threshold of 0.5 fills
+    slots from the first epoch on, and without the warm-up the most predicted class's
+    threshold is then 0.5, so the status the resumed run starts from is in use."""
+    from selfsup.protocols import flexmatch as flexmatch_protocol
+
+    settings = {
+        **flexmatch_protocol.OPTIONS,
+        "protocol": "flexmatch",
+        "steps": 30,
+        "eval_every": 10,
+        "median_of": 2,
+        "batch_size": 16,
+        "unlabeled_ratio": 2,
+        "threshold": 0.5,
+        "warmup": False,
+        "feature_layer": None,
+        "head": {"hidden": [], "dropout": 0.0},
+    }
+
+    def train(out, stream):
+        metrics, history = flexmatch_protocol.train(
+            Job(
+                data_path=resume_files / "data.h5",
+                split_path=resume_files / "split.h5",
+                settings=settings,
+                budget="all",
+                seed=RESUME_SEED,
+                encoder_spec=copy.deepcopy(TINY_ENCODER),
+                pool_path=resume_files / "pool.h5",
+                resume_dir=out / "resume",
+                stream=stream,
+            )
+        )
+        return [np.asarray(metrics["example"]["probabilities"])], history, metrics
+
+    whole, resumed = whole_and_resumed(train, tmp_path, 2)
+    assert_same_training(whole, resumed)
+    # Thresholds above 0 from the epoch the resumed run repeats on: its status was in use.
+    assert (whole[1].mask_rate.iloc[1:] < 1.0).all()
+    assert resumed[2].pop("resumed_from_epoch") == 1 and whole[2].pop("resumed_from_epoch") == 0
+    assert whole[2] == resumed[2]

@@ -22,7 +22,7 @@ from selfsup.data.checks import check_dataset, labeled_pool_size
 from selfsup.data.dataset import DataError
 from selfsup.data.generated import load_digits, make_synthetic
 from selfsup.data.sources import layout
-from selfsup.protocols import downstream_settings
+from selfsup.protocols import settings as run_settings
 from selfsup.study import check_requests, check_study, checked_study
 from selfsup.training_settings import check_training
 
@@ -207,11 +207,11 @@ def test_downstream_settings_merges_overrides(study):
         "supervised": {"batch_size": 32, "optimizer": {"name": "sgd", "learning_rate": 0.1}}
     }
     checked = check_study(study)
-    supervised = downstream_settings(checked, "supervised")
+    supervised = run_settings(checked, "supervised")
     assert supervised["batch_size"] == 32
     assert supervised["optimizer"] == {"name": "sgd", "learning_rate": 0.1}
     assert supervised["epochs"] == 2
-    frozen = downstream_settings(checked, "frozen")
+    frozen = run_settings(checked, "frozen")
     assert frozen["batch_size"] == 16
     assert frozen["optimizer"] == {"name": "adam", "learning_rate": 0.003, "weight_decay": 0.0}
     assert "protocols" not in frozen and "overrides" not in frozen
@@ -219,16 +219,18 @@ def test_downstream_settings_merges_overrides(study):
     # The feature protocols' options are not training settings: editing them re-runs no
     # trained classifier, and editing a training setting re-runs no feature protocol.
     assert "linear" not in frozen and "knn" not in frozen
-    assert downstream_settings(checked, "pixels_linear") == {
+    assert run_settings(checked, "pixels_linear") == {
         "memory_limit_mb": 2048,
         "deterministic": True,
         "linear": {"c_values": 45, "folds": 5, "max_iter": 1000},
+        "protocol": "pixels_linear",
     }
-    assert set(downstream_settings(checked, "knn")) == {
+    assert set(run_settings(checked, "knn")) == {
         "feature_layer",
         "memory_limit_mb",
         "deterministic",
         "knn",
+        "protocol",
     }
 
 

@@ -90,6 +90,9 @@ class Source:
     choices: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
     origin: str = ""
+    # Whether a horizontally mirrored image keeps its class (photographs, clothes); not
+    # for digits and glyphs (a mirrored 2 is no 2). Weak views flip only where it does.
+    mirror_keeps_class: bool = False
     contents: dict = field(default_factory=dict)
 
     @property

@@ -253,6 +253,7 @@ SOURCES: dict[str, Source] = {
             "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
             "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
         },
+        mirror_keeps_class=True,
     ),
     "cifar10": Source(
         description="CIFAR-10 (binary version), 32x32x3, 50,000 train / 10,000 test",
@@ -260,6 +261,7 @@ SOURCES: dict[str, Source] = {
         load=_archive(formats.CIFAR10, formats.read_cifar10),
         files={formats.CIFAR10["archive"]: formats.CIFAR10["md5"]},
         origin=formats.CIFAR10["url"].rsplit("/", 1)[0] + "/",
+        mirror_keeps_class=True,
     ),
     "cifar100": Source(
         description="CIFAR-100 (binary version), 32x32x3, 50,000 train / 10,000 test, fine or coarse labels",
@@ -269,6 +271,7 @@ SOURCES: dict[str, Source] = {
         choices={"label_mode": formats.CIFAR100_LABEL_MODES},
         files={formats.CIFAR100["archive"]: formats.CIFAR100["md5"]},
         origin=formats.CIFAR100["url"].rsplit("/", 1)[0] + "/",
+        mirror_keeps_class=True,
     ),
     "stl10": Source(
         description="STL-10 (binary version), 96x96x3, 5,000 train in 10 folds / 8,000 test / 100,000 unlabeled",
@@ -278,6 +281,7 @@ SOURCES: dict[str, Source] = {
         load=_archive(formats.STL10, formats.read_stl10),
         files={formats.STL10["archive"]: formats.STL10["md5"]},
         origin=formats.STL10["url"].rsplit("/", 1)[0] + "/",
+        mirror_keeps_class=True,
     ),
     "svhn": svhn.SOURCE,
     "digits": Source(

@@ -1,10 +1,10 @@
-"""The downstream stage: a classifier trained on a label budget (selfsup.downstream's
-protocols, the joint model) or frozen features evaluated (selfsup.probes), scored on
-the test set."""
+"""The downstream stage: one run of a protocol (selfsup.protocols) on a label budget and
+seed, scored on the test set. Its two skeletons: `train_downstream` trains a Keras
+classifier on the budget (and a pool's extra examples), `evaluate_features` evaluates
+frozen features (selfsup.probes)."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +24,11 @@ from selfsup import (
     protocols,
     training,
 )
-from selfsup.data.dataset import NO_LABEL
 from selfsup.data.splits import validation_cut
 from selfsup.encoders import build_encoder
 from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
 from selfsup.jobs import input_files, resume_dir, write_json
+from selfsup.protocols.base import Job
 from selfsup.stages import common
 
 
@@ -44,38 +44,18 @@ class ExtraExamples:
     weights: np.ndarray | None = None
 
 
-def train_downstream(
-    *,
-    data_path,
-    split_path,
-    encoder_path,
-    encoder_spec: dict,
-    settings: dict,
-    budget: str,
-    seed: int,
-    extra: ExtraExamples | None = None,
-    resume_dir=None,
-    stream=sys.stderr,
-):
+def train_downstream(job: Job, extra: ExtraExamples | None = None):
     """Train and evaluate one classifier; returns (metrics dict, history frame, model).
 
-    `settings["protocol"]` says what is trained: a classifier under a freezing protocol
-    (selfsup.downstream), the joint model (`joint`, with `extra` the unlabeled pool), or a
-    self-training student (`self_training`: the labeled budget plus the pseudo-labeled
-    `extra`, fine-tuning the pretext encoder when there is one).
+    `job.settings["protocol"]` says what is trained: a classifier under a freezing
+    protocol (selfsup.downstream), the joint model (`joint`, with `extra` the unlabeled
+    pool), or a self-training student (`self_training`: the labeled budget plus the
+    pseudo-labeled `extra`, fine-tuning the pretext encoder when there is one).
     """
+    data_path, split_path, encoder_path = job.data_path, job.split_path, job.encoder_path
+    settings, budget, seed, stream = job.settings, job.budget, job.seed, job.stream
+    encoder_spec, resume_dir = job.encoder_spec, job.resume_dir
     protocol = settings["protocol"]
-    if protocol in probes.FEATURE_PROTOCOLS:
-        return evaluate_features(
-            data_path=data_path,
-            split_path=split_path,
-            encoder_path=encoder_path,
-            encoder_spec=encoder_spec,
-            settings=settings,
-            budget=budget,
-            seed=seed,
-            stream=stream,
-        )
     info = artifacts.read_labels(data_path)
     split = artifacts.read_split(split_path)
     training.set_precision(settings.get("precision", "float32"))
@@ -198,14 +178,19 @@ def train_downstream(
     return metrics, history, model
 
 
-def evaluate_features(
-    *, data_path, split_path, encoder_path, encoder_spec, settings, budget, seed, stream=sys.stderr
-):
+def evaluate_features(job: Job):
     """A feature protocol (probes.FEATURE_PROTOCOLS): features of the budget's and the
     test images, extracted once in inference mode, then a cross-validated logistic
     regression or a weighted kNN classifier on them (selfsup.probes). Returns (metrics,
     history, None) as `train_downstream` does: history is the cross-validation accuracy
     per C (linear), or the leave-one-out accuracy on the budget (knn)."""
+    data_path, split_path, encoder_path, settings = (
+        job.data_path,
+        job.split_path,
+        job.encoder_path,
+        job.settings,
+    )
+    budget, seed, stream, encoder_spec = job.budget, job.seed, job.stream, job.encoder_spec
     info = artifacts.read_labels(data_path)
     split = artifacts.read_split(split_path)
     protocol = settings["protocol"]
@@ -341,29 +326,26 @@ def predict_pool(model, data_path, part: str, indices, normalization, batch_size
 
 
 def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
-    """The job of the downstream rule and of the joint rule, whose unlabeled pool images
-    join the budget with no label (the joint model masks their class loss)."""
+    """The job of the downstream rule: one run of any protocol its family runs there
+    (selfsup.protocols: RULE "downstream")."""
     seed = int(wildcards["seed"])
     settings = params["settings"]
     training.configure(params["tf_threads"], seed, settings["deterministic"])
-    extra = None
-    if settings["protocol"] == "joint":
-        pool, part = artifacts.read_pool(inputs["pool"])
-        extra = ExtraExamples(part, pool, labels=np.full(len(pool), NO_LABEL))
-    metrics, history, _ = train_downstream(
-        data_path=inputs["data"],
-        split_path=inputs["split"],
-        encoder_path=inputs.get("encoder"),
-        encoder_spec=params["encoder"],
-        settings=settings,
-        budget=wildcards["budget"],
-        seed=seed,
-        extra=extra,
-        resume_dir=resume_dir(Path(outputs["metrics"]).parent, list(params.values()), input_files(inputs)),
+    metrics, history = protocols.family(settings["protocol"]).train(
+        Job(
+            data_path=inputs["data"],
+            split_path=inputs["split"],
+            settings=settings,
+            budget=wildcards["budget"],
+            seed=seed,
+            encoder_spec=params["encoder"],
+            encoder_path=inputs.get("encoder"),
+            pool_path=inputs.get("pool"),
+            resume_dir=resume_dir(
+                Path(outputs["metrics"]).parent, list(params.values()), input_files(inputs)
+            ),
+        )
     )
-    # The joint rule's path fixes its method: it starts from no pretext encoder.
-    metrics.update(
-        study=params["study"], method=wildcards.get("pretext", "none"), pool=wildcards["pool"], seed=seed
-    )
+    metrics.update(study=params["study"], method=wildcards["pretext"], pool=wildcards["pool"], seed=seed)
     history.to_csv(outputs["history"], index=False)
     write_json(outputs["metrics"], metrics)

@@ -3,40 +3,27 @@ trained on labels plus the pseudo-labels of every round."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from selfsup import artifacts, training
 from selfsup.jobs import input_files, resume_dir, write_json
+from selfsup.protocols.base import Job
 from selfsup.stages.downstream import ExtraExamples, predict_pool, train_downstream
 
 
-def self_training_round(
-    *,
-    data_path,
-    split_path,
-    pool_path,
-    earlier_rounds: list,
-    encoder_path,
-    encoder_spec: dict,
-    settings: dict,
-    budget: str,
-    seed: int,
-    threshold: float | None,
-    resume_dir=None,
-    stream=sys.stderr,
-):
+def self_training_round(job: Job, earlier_rounds: list, threshold: float | None):
     """Train a classifier on the labeled budget plus the pseudo-labels of `earlier_rounds`
     (artifacts of selfsup.artifacts.write_teacher_labels, weighted by their certainty),
-    then, when `threshold` is given, label the rest of the pool with it.
+    then, when `threshold` is given, label the rest of the pool (`job.pool_path`) with it.
 
     Returns (metrics, history, accepted) where accepted is None without a threshold, else
     {indices, labels, confidences, accepted, correct, remaining}: the predictions of top
     probability >= threshold, and for diagnosis only how many of them match the hidden
     true labels (None when the pool's images have none: a dataset's own unlabeled part).
     """
+    data_path, split_path, pool_path, settings = job.data_path, job.split_path, job.pool_path, job.settings
     split = artifacts.read_split(split_path)
     pool, part = artifacts.read_pool(pool_path)
     rounds = [artifacts.read_teacher_labels(path) for path in earlier_rounds]
@@ -47,18 +34,7 @@ def self_training_round(
         labels=np.concatenate([r["labels"] for r in rounds]) if rounds else np.zeros(0, np.int64),
         weights=np.concatenate([r["confidences"] for r in rounds]) if rounds else np.zeros(0, np.float32),
     )
-    metrics, history, model = train_downstream(
-        data_path=data_path,
-        split_path=split_path,
-        encoder_path=encoder_path,
-        encoder_spec=encoder_spec,
-        settings=settings,
-        budget=budget,
-        seed=seed,
-        extra=extra,
-        resume_dir=resume_dir,
-        stream=stream,
-    )
+    metrics, history, model = train_downstream(job, extra)
     metrics["rounds"] = [
         {
             key: r.get(key)
@@ -106,7 +82,7 @@ def self_training_round(
     print(
         f"accepted {accepted['accepted']} of {len(remaining)} pool images at top probability >= {threshold}"
         + ("" if correct is None else f", {correct} of them right ({correct / max(1, chosen.sum()):.1%})"),
-        file=stream,
+        file=job.stream,
         flush=True,
     )
     return metrics, history, accepted
@@ -124,17 +100,19 @@ def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
     # Rounds share their run's folder, so each keeps its resume state in a folder of its own.
     state_dir = first_output.parent if threshold is None else first_output.parent / first_output.stem
     metrics, history, accepted = self_training_round(
-        data_path=inputs["data"],
-        split_path=inputs["split"],
-        pool_path=inputs["pool"],
-        earlier_rounds=list(inputs["rounds"]),
-        encoder_path=inputs.get("encoder"),
-        encoder_spec=params["encoder"],
-        settings=settings,
-        budget=wildcards["budget"],
-        seed=seed,
-        threshold=threshold,
-        resume_dir=resume_dir(state_dir, list(params.values()), input_files(inputs)),
+        Job(
+            data_path=inputs["data"],
+            split_path=inputs["split"],
+            settings=settings,
+            budget=wildcards["budget"],
+            seed=seed,
+            encoder_spec=params["encoder"],
+            encoder_path=inputs.get("encoder"),
+            pool_path=inputs["pool"],
+            resume_dir=resume_dir(state_dir, list(params.values()), input_files(inputs)),
+        ),
+        list(inputs["rounds"]),
+        threshold,
     )
     history.to_csv(outputs["history"], index=False)
     meta = {

@@ -153,6 +153,10 @@ CASES = [
     ("freeze_too_deep", edit(put("downstream.protocols", ["freeze_9"])), r"freeze_9: the encoder has only 4 conv layers"),
     ("bad_feature_layer", edit(put("downstream.feature_layer", "conv9")), r"downstream: feature_layer 'conv9'"),
     ("unknown_pool", edit(put("pools", ["all", "typical"])), r"pools: no stage produces a pool named 'typical'"),
+    ("fixmatch_flip_on_glyphs", edit(put("downstream.protocols", ["supervised", "fixmatch"])), r"fixmatch\.horizontal_flip: a mirrored image of this dataset can be another class; set horizontal_flip: false"),
+    ("unknown_flexmatch_option", edit(both(put("flexmatch", {"mu": 7, "horizontal_flip": False}), put("downstream.protocols", ["flexmatch"]))), r"flexmatch\.unknown option\(s\) mu; allowed: steps, "),
+    ("fixmatch_pool_too_small", edit(both(put("fixmatch", {"unlabeled_ratio": 20, "horizontal_flip": False}), put("downstream.protocols", ["fixmatch"]))), r"fixmatch\.unlabeled_ratio: 20 x batch_size 64 = 1280 unlabeled images a step, but the pool holds 128"),
+    ("fixmatch_override", edit(both(put("fixmatch", {"horizontal_flip": False}), both(put("downstream.protocols", ["fixmatch"]), put("downstream.overrides", {"fixmatch": {"epochs": 3}})))), r"downstream\.overrides\.fixmatch: fixmatch trains as its reference does, with settings of its own; set them under fixmatch instead"),
     ("unknown_joint_option", edit(both(put("joint", {"lr": 1}), put("downstream.protocols", ["supervised", "joint"]))), r"joint: unknown option\(s\) lr"),
     ("shift_beyond_image", edit(put("downstream.augmentation", {"shift": 1.5})), r"downstream\.augmentation\.shift: 1\.5"),
     # presets with one mistake
