@@ -88,7 +88,12 @@ def count_params(model: keras.Model) -> dict[str, int]:
     return {"params": total, "trainable_params": trainable}
 
 
-def accuracy(model: keras.Model, data, y: np.ndarray) -> float:
-    """Share of `y` predicted right from `data`: an array, or unshuffled batches of the same examples."""
+def correct(model: keras.Model, data, y: np.ndarray) -> np.ndarray:
+    """Which of `y` are predicted right from `data`: an array, or unshuffled batches of the same examples."""
     probabilities = model.predict(data, verbose=0)
-    return float(np.mean(np.argmax(probabilities, axis=1) == y))
+    return np.argmax(probabilities, axis=1) == y
+
+
+def accuracy(model: keras.Model, data, y: np.ndarray) -> float:
+    """Share of `y` predicted right from `data` (see `correct`)."""
+    return float(np.mean(correct(model, data, y)))

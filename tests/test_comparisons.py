@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from test_report import run, write_runs
 
@@ -225,3 +226,81 @@ def test_budget_all_says_the_interval_is_training_noise_only(tmp_path):
     assert "the same labeled images at this budget, so the interval measures training noise only" in answer
     numbered = _answer(tmp_path / "numbered", [{**row, "budget": 128} for row in rows])
     assert "training noise" not in numbered
+
+
+def test_wilson_interval_is_scipys():
+    from scipy import stats
+
+    for right, n in ((81, 100), (0, 20), (9990, 10000)):
+        expected = stats.binomtest(right, n).proportion_ci(0.95, method="wilson")
+        low, high = comparisons.wilson_interval(right, n)
+        assert low == pytest.approx(expected.low, abs=1e-12) and high == pytest.approx(
+            expected.high, abs=1e-12
+        )
+
+
+def test_correct_images_round_trip_through_the_metrics_text():
+    correct = np.random.default_rng(0).random(10_001) < 0.8
+    text = comparisons.encode_correct(correct)
+    assert len(text) == 2 * math.ceil(10_001 / 8)
+    np.testing.assert_array_equal(comparisons.decode_correct(text, 10_001), correct)
+
+
+def one_seed_pair(base_right: int, only_base: int, only_other: int, n: int = 1000):
+    """Which of n test images a baseline and another classifier got right: both right on
+    base_right - only_base, only the baseline on only_base, only the other on only_other."""
+    base = np.zeros(n, bool)
+    other = np.zeros(n, bool)
+    both = base_right - only_base
+    base[:base_right] = True
+    other[:both] = True
+    other[base_right : base_right + only_other] = True
+    return base, other
+
+
+def test_paired_test_interval_is_agresti_and_mins():
+    base, other = one_seed_pair(900, only_base=10, only_other=70)
+    difference, low, high = comparisons.paired_test_interval(base, other)
+    assert difference == pytest.approx(0.06)
+    # Agresti and Min (2005): the four cells + 0.5, n + 2; discordant 10.5 and 70.5.
+    centre = 60 / 1002
+    half = 1.959963985 * math.sqrt(81 - 60**2 / 1002) / 1002
+    assert low == pytest.approx(centre - half) and high == pytest.approx(centre + half)
+    assert 0.04 < low < high < 0.08
+    # The same accuracies with the gain spread over many discordant images: wider.
+    base, other = one_seed_pair(900, only_base=60, only_other=120)
+    assert comparisons.paired_test_interval(base, other)[1] < low
+    with pytest.raises(ValueError, match="paired test images differ"):
+        comparisons.paired_test_interval(base, other[:10])
+
+
+def _one_seed_runs(only_base: int, only_other: int):
+    base, other = one_seed_pair(800, only_base, only_other)
+    rows = []
+    for method, protocol, correct in (("none", "supervised", base), ("rotation", "finetune", other)):
+        rows.append(
+            {
+                **run(method, protocol, 100, 1, float(correct.mean())),
+                "n_test": len(correct),
+                "test_correct": comparisons.encode_correct(correct),
+            }
+        )
+    return rows
+
+
+def test_a_one_seed_study_gets_an_answer_from_its_test_images(tmp_path):
+    """Study F has one seed: the answer used to be "1 seed: no interval"."""
+    answer = _answer(tmp_path, _one_seed_runs(only_base=20, only_other=80))
+    assert answer.startswith(
+        "With 100 labels, rotation + finetune beats supervised by 6.0 points "
+        "(95% CI over the test images [4.1, 7.9], 1 seed)."
+    ), answer
+    assert "leaves out the draw of the labels and training noise" in answer
+    tied = _answer(tmp_path / "tied", _one_seed_runs(only_base=40, only_other=45))
+    assert "no classifier is distinguishable from supervised or better" in tied
+    # The table shows each one-seed run's accuracy with its Wilson interval.
+    runs = _runs(tmp_path / "table", _one_seed_runs(only_base=20, only_other=80))
+    markdown = tables.to_markdown(tables.summarize(runs), runs)
+    low, high = comparisons.wilson_interval(860, 1000)
+    assert f"86.00 [{100 * low:.1f}, {100 * high:.1f}]" in markdown
+    assert "Agresti and Min's interval over the test images" in markdown

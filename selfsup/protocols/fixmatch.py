@@ -173,6 +173,7 @@ def train(job: Job, flexmatch: bool = False):
     from selfsup import artifacts, downstream, encoders, fixmatch, training
     from selfsup import protocols as registry
     from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, _gather, batches
+    from selfsup.report import comparisons
     from selfsup.stages import common
 
     options, seed, stream = job.settings, job.seed, job.stream
@@ -280,6 +281,7 @@ def train(job: Job, flexmatch: bool = False):
     test_images, test_pos = common.load_pool(job.data_path, "test", split.test, limit)
     y_eval = y_test[split.test]
     evaluation = fixmatch.AverageEvaluation(model, lambda: evaluate(test_images, test_pos, y_eval))
+    test_batches = batches(test_images, test_pos, y_eval, batch_size=256, normalization=split.normalization)
     print(
         f"downstream {options['protocol']} ({'from a pretext encoder' if pretrained else 'from scratch'}): "
         f"{len(labeled)} labels, a pool of {len(pool)}, {options['steps']} steps of {batch} labeled and "
@@ -309,6 +311,8 @@ def train(job: Job, flexmatch: bool = False):
         "n_labels": int(len(labeled)),
         "n_extra": int(len(pool)),
         "test_accuracy": float(accuracies[-1]),
+        "n_test": int(len(y_eval)),
+        "test_correct": comparisons.encode_correct(downstream.correct(classifier, test_batches, y_eval)),
         "test_accuracy_median": float(np.median(accuracies[-options["median_of"] :])),
         "median_of": int(min(options["median_of"], len(accuracies))),
         "train_accuracy": evaluate(labeled_images, labeled_pos, y_train[labeled]),

@@ -5,7 +5,14 @@ split is the seed's), so two classifiers' test accuracies at one budget are pair
 seed. The comparison is the mean over seeds of their difference, with a 95% paired t
 interval (Student's t with seeds - 1 degrees of freedom on the per-seed differences), and
 a verdict: better where the whole interval is above zero, worse where it is below, not
-distinguishable otherwise. With one seed there is no interval and no verdict.
+distinguishable otherwise.
+
+With one seed (or where the two ran one seed in common), the interval is the test set's:
+each run keeps which test images it got right (`test_correct`), so two classifiers are
+paired image by image, and the difference in accuracy gets Agresti and Min's (2005)
+interval for paired proportions (a Wald interval with 0.5 added to each cell of the
+2x2 table of right and wrong). That interval covers the test images only: not the draw
+of the labels, nor training noise. A run's own accuracy gets Wilson's interval.
 
 The intervals are each 95% and unadjusted for the several classifiers compared at a
 budget (the answers say so). Where every seed trains on the same labeled images (budget
@@ -21,6 +28,52 @@ import pandas as pd
 
 CONFIDENCE = 0.95
 BETTER, WORSE, TIED, NO_VERDICT = "better", "worse", "not distinguishable", "one seed: no interval"
+# What an interval is over: seeds (paired t), or one seed's test images (paired proportions).
+OVER_SEEDS, OVER_TEST_IMAGES = "seeds", "test images"
+
+
+def encode_correct(correct) -> str:
+    """Which test images a run got right, as hex of the packed bits (a run's metrics.json
+    keeps it: 2,500 characters for 10,000 images)."""
+    return np.packbits(np.asarray(correct, bool)).tobytes().hex()
+
+
+def decode_correct(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), np.uint8))[:n].astype(bool)
+
+
+def wilson_interval(right: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson's score interval of an accuracy of `right` of `n` test images."""
+    from scipy import stats
+
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    share = right / n
+    centre = (share + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * math.sqrt(share * (1 - share) / n + z**2 / (4 * n**2))
+    return centre - half, centre + half
+
+
+def paired_test_interval(
+    base_correct, other_correct, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
+    """(difference, low, high) of two classifiers' accuracies on the same test images:
+    the difference itself, and Agresti and Min's interval (each of the 2x2 cells + 0.5)."""
+    from scipy import stats
+
+    base, other = np.asarray(base_correct, bool), np.asarray(other_correct, bool)
+    if base.shape != other.shape:
+        raise ValueError(f"paired test images differ: {base.shape} and {other.shape}")
+    n = len(base)
+    difference = float(other.mean() - base.mean())
+    # Discordant pairs: only the base right, only the other right.
+    only_base, only_other = float(np.sum(base & ~other)) + 0.5, float(np.sum(~base & other)) + 0.5
+    total = n + 2.0
+    adjusted = (only_other - only_base) / total
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    half = z * math.sqrt(only_base + only_other - (only_other - only_base) ** 2 / total) / total
+    return difference, adjusted - half, adjusted + half
+
+
 KEYS = ["pool", "method", "protocol"]
 
 
@@ -68,6 +121,7 @@ def against(runs: pd.DataFrame, baseline: tuple[str, str, str]) -> pd.DataFrame:
     pool, method, protocol = baseline
     is_base = (runs["pool"] == pool) & (runs["method"] == method) & (runs["protocol"] == protocol)
     base = runs[is_base].set_index(["n_labels", "seed"])["test_accuracy"]
+    base_correct = runs[is_base].set_index(["n_labels", "seed"]).get("test_correct")
     rows = []
     if base.empty:
         return pd.DataFrame(rows)
@@ -79,6 +133,14 @@ def against(runs: pd.DataFrame, baseline: tuple[str, str, str]) -> pd.DataFrame:
             continue
         differences = [paired[s] - base[(n_labels, s)] for s in seeds]
         mean, low, high = paired_t_interval(differences)
+        over = OVER_SEEDS
+        if len(seeds) == 1 and base_correct is not None and "test_correct" in group:
+            # One seed: the test images are the pairs.
+            ours = group.set_index("seed")["test_correct"][seeds[0]]
+            theirs = base_correct[(n_labels, seeds[0])]
+            if isinstance(ours, np.ndarray) and isinstance(theirs, np.ndarray):
+                mean, low, high = paired_test_interval(theirs, ours)
+                over = OVER_TEST_IMAGES
         rows.append(
             {
                 **dict(zip(KEYS, key, strict=True)),
@@ -91,6 +153,7 @@ def against(runs: pd.DataFrame, baseline: tuple[str, str, str]) -> pd.DataFrame:
                 "ci_low": low,
                 "ci_high": high,
                 "spread": float(np.std(differences, ddof=1)) if len(differences) > 1 else math.nan,
+                "over": over,
                 "verdict": verdict(low, high),
             }
         )

@@ -30,19 +30,40 @@ def collect(metrics_paths) -> pd.DataFrame:
     if not rows:
         raise ValueError("no downstream runs to tabulate")
     frame = pd.DataFrame(rows)
+    if "test_correct" in frame:
+        # Which test images each run got right, as arrays (None where a run did not keep it).
+        frame["test_correct"] = [
+            comparisons.decode_correct(text, int(n)) if isinstance(text, str) else None
+            for text, n in zip(frame["test_correct"], frame.get("n_test", frame["test_correct"]), strict=True)
+        ]
     return frame.sort_values(["method", "protocol", "pool", "n_labels", "seed"]).reset_index(drop=True)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and (sample) std of test and train accuracy over seeds, per pool/method/protocol/budget."""
     grouped = runs.groupby(["pool", "method", "protocol", "budget", "n_labels"], sort=False)
-    summary = grouped.agg(
-        test_mean=("test_accuracy", "mean"),
-        test_std=("test_accuracy", "std"),
-        train_mean=("train_accuracy", "mean"),
-        train_std=("train_accuracy", "std"),
-        seeds=("seed", "count"),
-    ).reset_index()
+    columns = {
+        "test_mean": ("test_accuracy", "mean"),
+        "test_std": ("test_accuracy", "std"),
+        "train_mean": ("train_accuracy", "mean"),
+        "train_std": ("train_accuracy", "std"),
+        "seeds": ("seed", "count"),
+    }
+    if "n_test" in runs:
+        columns["n_test"] = ("n_test", "first")
+    summary = grouped.agg(**columns).reset_index()
+    if "n_test" not in summary:
+        summary["n_test"] = np.nan
+    # A run alone has no spread over seeds: its interval is its test set's (Wilson).
+    lows, highs = [], []
+    for mean, count, n_test in zip(summary.test_mean, summary.seeds, summary.n_test, strict=True):
+        alone = count == 1 and not pd.isna(n_test)
+        low, high = (
+            comparisons.wilson_interval(round(mean * n_test), int(n_test)) if alone else (np.nan, np.nan)
+        )
+        lows.append(low)
+        highs.append(high)
+    summary["test_wilson_low"], summary["test_wilson_high"] = lows, highs
     # One seed has no spread; report 0 rather than NaN so tables and error bars stay readable.
     summary[["test_std", "train_std"]] = summary[["test_std", "train_std"]].fillna(0.0)
     return summary.sort_values(["n_labels", "method", "protocol", "pool"]).reset_index(drop=True)
@@ -83,7 +104,9 @@ def answers(paired: pd.DataFrame) -> list[str]:
             )
             continue
         unadjusted = f"; unadjusted, one of {len(group)} comparisons" if len(group) > 1 else ""
-        interval = f"95% CI [{100 * best.ci_low:.1f}, {100 * best.ci_high:.1f}], {seeds}{unadjusted}"
+        over_images = getattr(best, "over", comparisons.OVER_SEEDS) == comparisons.OVER_TEST_IMAGES
+        kind = "95% CI over the test images" if over_images else "95% CI"
+        interval = f"{kind} [{100 * best.ci_low:.1f}, {100 * best.ci_high:.1f}], {seeds}{unadjusted}"
         if best.verdict == comparisons.BETTER:
             answer = (
                 f"With {n_labels:,} labels, {name} beats {best.baseline} by "
@@ -108,6 +131,11 @@ def answers(paired: pd.DataFrame) -> list[str]:
 def caveats(row) -> str:
     """What an answer's interval cannot say, as sentences (empty where nothing)."""
     text = ""
+    if getattr(row, "over", comparisons.OVER_SEEDS) == comparisons.OVER_TEST_IMAGES:
+        return (
+            " With one seed, the interval is the test images' (paired image by image): it "
+            "leaves out the draw of the labels and training noise, which only more seeds measure."
+        )
     if row.same_labels:
         text += (
             " Every seed trains on the same labeled images at this budget, so the interval "
@@ -147,8 +175,9 @@ def paired_markdown(runs: pd.DataFrame, baseline=SUPERVISED) -> tuple[list[str],
     table = (
         f"Test accuracy minus {base}'s, in points, mean over the seeds both ran (the same "
         "labeled images for both), with its 95% paired t interval (Student's t on the per-seed "
-        "differences) and verdict: better or worse where the interval excludes 0. Each interval "
-        "is 95% on its own, unadjusted for the others at its budget.\n\n"
+        "differences; where they share one seed, Agresti and Min's interval over the test "
+        "images, paired image by image) and verdict: better or worse where the interval "
+        "excludes 0. Each interval is 95% on its own, unadjusted for the others at its budget.\n\n"
         + wide.reset_index().to_markdown(index=False)
         + "\n"
     )
@@ -168,13 +197,23 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
         cells = summary.assign(
             classifier=classifiers,
             cell=[
-                f"{100 * m:.2f} ± {100 * s:.2f}"
-                for m, s in zip(summary[f"{part}_mean"], summary[f"{part}_std"], strict=True)
+                f"{100 * m:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+                if part == "test" and not np.isnan(lo)
+                else f"{100 * m:.2f} ± {100 * s:.2f}"
+                for m, s, lo, hi in zip(
+                    summary[f"{part}_mean"],
+                    summary[f"{part}_std"],
+                    summary.test_wilson_low,
+                    summary.test_wilson_high,
+                    strict=True,
+                )
             ],
         )
         wide = cells.pivot(index="classifier", columns="n_labels", values="cell")
         wide.columns = [f"{n} labels" for n in wide.columns]
         note = f"{title} accuracy (%), mean ± std over {'/'.join(map(str, seeds))} seed(s)."
+        if part == "test" and not summary.test_wilson_low.isna().all():
+            note += " A classifier of one seed shows its 95% Wilson interval over the test images instead."
         blocks.append(note + "\n\n" + wide.reset_index().to_markdown(index=False) + "\n")
     if LAST_TEACHER in set(summary.protocol):
         blocks.append(

@@ -29,6 +29,7 @@ from selfsup.encoders import build_encoder
 from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
 from selfsup.jobs import input_files, resume_dir, write_json
 from selfsup.protocols.base import Job
+from selfsup.report import comparisons
 from selfsup.stages import common
 
 
@@ -152,12 +153,17 @@ def train_downstream(job: Job, extra: ExtraExamples | None = None):
     probabilities = model.predict(
         classifier_batches(test_images, test_pos[:1], y_test[split.test[:1]]), verbose=0
     )
+    test_correct = downstream.correct(
+        model, classifier_batches(test_images, test_pos, y_test[split.test]), y_test[split.test]
+    )
     metrics = {
         "protocol": protocol,
         "budget": str(budget),
         "n_labels": int(len(labeled)),
         "n_extra": int(len(extra_pos)),
-        "test_accuracy": accuracy(test_images, test_pos, y_test[split.test]),
+        "test_accuracy": float(np.mean(test_correct)),
+        "n_test": int(len(test_correct)),
+        "test_correct": comparisons.encode_correct(test_correct),
         "train_accuracy": accuracy(train_images, labeled_pos[train_pos], y_train[labeled[train_pos]]),
         "val_accuracy": (
             accuracy(train_images, labeled_pos[val_pos], y_train[labeled[val_pos]]) if len(val_pos) else None
@@ -276,6 +282,8 @@ def evaluate_features(job: Job):
         "n_labels": int(len(labeled)),
         "n_extra": 0,
         "test_accuracy": float(np.mean(probabilities.argmax(axis=1) == y_test)),
+        "n_test": int(len(y_test)),
+        "test_correct": comparisons.encode_correct(probabilities.argmax(axis=1) == y_test),
         "train_accuracy": train_accuracy,
         "val_accuracy": None,
         "epochs_run": 0,
