@@ -5,6 +5,7 @@ from snakemake.exceptions import WorkflowError
 
 from selfsup import fingerprints, pretext, protocols
 from selfsup.data import sources
+from selfsup.data.splits import budget_name
 from selfsup.jobs import digest
 from selfsup.config import StudyError, load_schema
 from selfsup.study import POOLS as POOL_MAKERS
@@ -37,6 +38,13 @@ POOLS = STUDY["pools"]
 NO_PRETEXT = "none"
 NO_POOL = "none"  # the pool name of runs that read no unlabeled images
 SCRIPTS = Path(workflow.basedir) / "scripts"
+# The budget wildcard's values: each budget once per draw of its labels (draw 1 keeps
+# the budget's own name, so a study without draws has the paths it always had).
+BUDGETS = [
+    budget_name(budget, draw)
+    for budget in STUDY["budgets"]
+    for draw in range(1, STUDY["draws"] + 1)
+]
 
 
 wildcard_constraints:
@@ -46,7 +54,7 @@ wildcard_constraints:
     # The protocols the downstream rule runs: self-training has rules of its own.
     protocol=protocols.pattern("downstream"),
     round=r"[1-9]\d*",
-    budget=r"all|\d+",
+    budget=r"all|\d+(-draw[1-9]\d*)?",
     seed=r"\d+",
 
 
@@ -240,7 +248,7 @@ def run_dirs(protocols_run=PROTOCOLS):
         for protocol in protocols_run
         for method in run_methods(protocol)
         for pool in run_pools(method, protocol)
-        for budget in STUDY["budgets"]
+        for budget in BUDGETS
         for seed in STUDY["seeds"]
     ]
 

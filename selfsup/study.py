@@ -135,6 +135,16 @@ def check_study(config: dict) -> dict:
                 f"budgets: {budget} and 'all' are the same {labeled} labeled images (split), so the "
                 "same classifiers would train twice; remove one of them"
             )
+    if study["draws"] > 1 and "all" in study["budgets"]:
+        raise StudyError(
+            f"draws: {study['draws']} draws of budget all are the same labeled images each time; "
+            "remove all from budgets or use draws: 1"
+        )
+    if study["draws"] > 1 and split.get("folds"):
+        raise StudyError(
+            f"draws: {study['draws']}, but split.folds makes each seed a predefined fold, which is "
+            "its draw of labels; use draws: 1 (or more seeds: more folds)"
+        )
     normalization = study["dataset"].get("normalization", "none")
     try:
         # Checks kept next to their code raise ValueError with the key at fault.

@@ -100,6 +100,7 @@ _STUDY = {
     "threads": 1,
     "seeds": [1, 2],
     "budgets": [16, 64],
+    "draws": 1,
     "encoder": copy.deepcopy(TINY_ENCODER),
     "pretext": {
         "rotation": {

@@ -202,7 +202,7 @@ def test_two_seeds_say_how_many_would_tell(tmp_path):
         ]
     answer = _answer(tmp_path, rows)
     assert "no classifier is distinguishable" in answer
-    assert "Two seeds give an interval with one degree of freedom" in answer
+    assert "Two replicates give an interval with one degree of freedom" in answer
     assert "about 3 seeds would separate a difference this size from 0 at this spread." in answer
     # The same mean and spread over 3 seeds does separate it; over 2 it does not.
     spread = math.sqrt(0.01**2 + 0.01**2)  # the two gains' sample standard deviation
@@ -304,3 +304,18 @@ def test_a_one_seed_study_gets_an_answer_from_its_test_images(tmp_path):
     low, high = comparisons.wilson_interval(860, 1000)
     assert f"86.00 [{100 * low:.1f}, {100 * high:.1f}]" in markdown
     assert "Agresti and Min's interval over the test images" in markdown
+
+
+def test_draws_of_labels_pair_by_seed_and_draw(tmp_path):
+    """One seed, three draws: three replicates, an interval, and the answer says so."""
+    rows = []
+    for draw, base, gain in ((1, 0.60, 0.020), (2, 0.70, 0.025), (3, 0.65, 0.030)):
+        rows += [
+            {**run("none", "supervised", 100, 1, base), "draw": draw},
+            {**run("rotation", "finetune", 100, 1, base + gain), "draw": draw},
+        ]
+    paired = comparisons.against(_runs(tmp_path, rows), tables.SUPERVISED)
+    assert paired.iloc[0].seeds == 3 and paired.iloc[0].draws == 3
+    assert paired.iloc[0].difference == pytest.approx(0.025) and paired.iloc[0].verdict == "better"
+    answer = _answer(tmp_path / "answer", rows)
+    assert "1 seed x 3 draws of labels" in answer, answer

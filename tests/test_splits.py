@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selfsup.data.splits import fraction_split, index_range, make_split, stratified_order
+from selfsup.data.splits import (
+    budget_name,
+    drawn_budget,
+    fraction_split,
+    index_range,
+    make_split,
+    parse_budget,
+    stratified_order,
+)
 
 
 def test_index_range():
@@ -263,3 +271,21 @@ def test_budgets_nested_and_stratified_with_100_classes():
         previous = set(budget)
     # 100 labels: one per class.
     np.testing.assert_array_equal(np.bincount(y_train[split.budget(100)], minlength=100), np.ones(100))
+
+
+def test_draws_of_a_budget_are_other_stratified_nested_subsets_of_the_labeled_pool():
+    y = np.repeat(np.arange(4), 50)
+    split = make_split(y, 10, [0, 200], [0, 200], None, seed=3)
+    np.testing.assert_array_equal(drawn_budget(split, y, "40", 3), split.budget(40))
+    second, third = drawn_budget(split, y, "40-draw2", 3), drawn_budget(split, y, "40-draw3", 3)
+    assert len(set(second) ^ set(split.budget(40))) > 20 and set(second) != set(third)
+    for draw in (second, third):
+        assert set(draw) <= set(split.labeled)
+        assert np.bincount(y[draw], minlength=4).tolist() == [10, 10, 10, 10]
+    # Nested within a draw, and the same draw every time.
+    assert set(drawn_budget(split, y, "20-draw2", 3)) <= set(second)
+    np.testing.assert_array_equal(drawn_budget(split, y, "40-draw2", 3), second)
+    assert parse_budget("40-draw2") == ("40", 2) and parse_budget("all") == ("all", 1)
+    assert budget_name(40, 1) == "40" and budget_name(40, 2) == "40-draw2"
+    with pytest.raises(ValueError, match="budget all is every labeled image in every draw"):
+        drawn_budget(split, y, "all-draw2", 3)

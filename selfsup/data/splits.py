@@ -58,7 +58,7 @@ def fraction_split(size: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.flatnonzero(p <= fraction).astype(np.int64), np.flatnonzero(p > fraction).astype(np.int64)
 
 
-def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
+def stratified_order(labels: np.ndarray, seed: int | list[int]) -> np.ndarray:
     """Positions 0..len(labels)-1 ordered so that every prefix is class-stratified.
 
     Each step takes the next (seed-shuffled) example of the class furthest below its
@@ -78,6 +78,38 @@ def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
         order[step] = queues[c][taken[c]]
         taken[c] += 1
     return order
+
+
+# A budget's draws: the first is the seed's budget order (Split.budget); draw d > 1 orders
+# the same labeled pool again, class-stratified, from (seed, d). A run's budget wildcard
+# names both: "100" (draw 1, the paths of studies without draws) or "100-draw2".
+DRAW_SEPARATOR = "-draw"
+
+
+def budget_name(budget: int | str, draw: int) -> str:
+    return str(budget) if draw == 1 else f"{budget}{DRAW_SEPARATOR}{draw}"
+
+
+def parse_budget(name: str) -> tuple[str, int]:
+    """("100", 2) for "100-draw2"; (name, 1) for a budget without a draw."""
+    budget, _, draw = str(name).partition(DRAW_SEPARATOR)
+    return budget, int(draw) if draw else 1
+
+
+def drawn_budget(split: Split, y_train: np.ndarray, name: str, seed: int) -> np.ndarray:
+    """The labeled images of budget `name` (budget_name) in replicate `seed`: draw 1 is
+    split.budget; draw d > 1 is a prefix of the labeled pool ordered again, every prefix
+    class-stratified, from (seed, d), so a draw's budgets are nested too."""
+    budget, draw = parse_budget(name)
+    if draw == 1:
+        return split.budget(budget)
+    if budget == "all":
+        raise ValueError("budget all is every labeled image in every draw; it has one draw only")
+    order = split.budget_order
+    redrawn = order[stratified_order(y_train[order], [seed, draw])]
+    if int(budget) > len(redrawn):
+        raise ValueError(f"budget {budget} exceeds the labeled pool of {len(redrawn)}")
+    return redrawn[: int(budget)]
 
 
 def make_split(

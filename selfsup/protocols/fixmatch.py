@@ -172,6 +172,7 @@ def train(job: Job, flexmatch: bool = False):
 
     from selfsup import artifacts, downstream, encoders, fixmatch, training
     from selfsup import protocols as registry
+    from selfsup.data.splits import drawn_budget, parse_budget
     from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, _gather, batches
     from selfsup.report import comparisons
     from selfsup.stages import common
@@ -203,7 +204,7 @@ def train(job: Job, flexmatch: bool = False):
             f"but this pool holds {len(pool)}; lower unlabeled_ratio or batch_size, or use a larger pool"
         )
     limit = options.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
-    labeled = split.budget(job.budget)
+    labeled = drawn_budget(split, info["y_train"], job.budget, seed)
     y_train, y_test = info["y_train"], info["y_test"]
     labels = y_train[labeled].astype(np.int32)
     labeled_images, labeled_pos = common.load_pool(job.data_path, "train", labeled, limit)
@@ -307,7 +308,8 @@ def train(job: Job, flexmatch: bool = False):
     counts = downstream.count_params(classifier)
     metrics = {
         "protocol": options["protocol"],
-        "budget": str(job.budget),
+        "budget": parse_budget(job.budget)[0],
+        "draw": parse_budget(job.budget)[1],
         "n_labels": int(len(labeled)),
         "n_extra": int(len(pool)),
         "test_accuracy": float(accuracies[-1]),

@@ -1,9 +1,10 @@
-"""Paired comparisons: each classifier against a baseline, seed by seed.
+"""Paired comparisons: each classifier against a baseline, replicate by replicate.
 
-Every budget x seed draws the same labeled images for every classifier of a study (the
-split is the seed's), so two classifiers' test accuracies at one budget are paired by
-seed. The comparison is the mean over seeds of their difference, with a 95% paired t
-interval (Student's t with seeds - 1 degrees of freedom on the per-seed differences), and
+Every budget x seed x draw gives the same labeled images to every classifier of a study
+(the split is the seed's, the draw its budget's), so two classifiers' test accuracies at
+one budget are paired by replicate (seed, draw). The comparison is the mean over
+replicates of their difference, with a 95% paired t interval (Student's t with
+replicates - 1 degrees of freedom on the per-replicate differences), and
 a verdict: better where the whole interval is above zero, worse where it is below, not
 distinguishable otherwise.
 
@@ -119,16 +120,19 @@ def against(runs: pd.DataFrame, baseline: tuple[str, str, str]) -> pd.DataFrame:
     difference in test accuracy, its interval and the verdict. Empty where the baseline
     did not run."""
     pool, method, protocol = baseline
+    runs = runs.assign(
+        replicate=list(zip(runs["seed"], runs.get("draw", pd.Series(1, runs.index)), strict=True))
+    )
     is_base = (runs["pool"] == pool) & (runs["method"] == method) & (runs["protocol"] == protocol)
-    base = runs[is_base].set_index(["n_labels", "seed"])["test_accuracy"]
-    base_correct = runs[is_base].set_index(["n_labels", "seed"]).get("test_correct")
+    base = runs[is_base].set_index(["n_labels", "replicate"])["test_accuracy"]
+    base_correct = runs[is_base].set_index(["n_labels", "replicate"]).get("test_correct")
     rows = []
     if base.empty:
         return pd.DataFrame(rows)
     for values, group in runs[~is_base].groupby([*KEYS, "n_labels"], sort=False):
         *key, n_labels = values
-        paired = group.set_index("seed")["test_accuracy"]
-        seeds = sorted(set(paired.index) & {s for n, s in base.index if n == n_labels})
+        paired = group.set_index("replicate")["test_accuracy"]
+        seeds = sorted(set(paired.index) & {r for n, r in base.index if n == n_labels})
         if not seeds:
             continue
         differences = [paired[s] - base[(n_labels, s)] for s in seeds]
@@ -136,7 +140,7 @@ def against(runs: pd.DataFrame, baseline: tuple[str, str, str]) -> pd.DataFrame:
         over = OVER_SEEDS
         if len(seeds) == 1 and base_correct is not None and "test_correct" in group:
             # One seed: the test images are the pairs.
-            ours = group.set_index("seed")["test_correct"][seeds[0]]
+            ours = group.set_index("replicate")["test_correct"][seeds[0]]
             theirs = base_correct[(n_labels, seeds[0])]
             if isinstance(ours, np.ndarray) and isinstance(theirs, np.ndarray):
                 mean, low, high = paired_test_interval(theirs, ours)
@@ -148,7 +152,8 @@ def against(runs: pd.DataFrame, baseline: tuple[str, str, str]) -> pd.DataFrame:
                 # Budget all: every seed's classifiers train on the same labeled images.
                 "same_labels": str(group["budget"].iloc[0]) == "all",
                 "baseline": baseline[2] if baseline[1] == "none" else f"{baseline[1]} + {baseline[2]}",
-                "seeds": len(seeds),
+                "seeds": len(seeds),  # replicates: (seed, draw) pairs
+                "draws": len({draw for _, draw in seeds}),
                 "difference": mean,
                 "ci_low": low,
                 "ci_high": high,

@@ -30,6 +30,7 @@ def collect(metrics_paths) -> pd.DataFrame:
     if not rows:
         raise ValueError("no downstream runs to tabulate")
     frame = pd.DataFrame(rows)
+    frame["draw"] = frame["draw"].fillna(1).astype(int) if "draw" in frame else 1
     if "test_correct" in frame:
         # Which test images each run got right, as arrays (None where a run did not keep it).
         frame["test_correct"] = [
@@ -47,7 +48,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         "test_std": ("test_accuracy", "std"),
         "train_mean": ("train_accuracy", "mean"),
         "train_std": ("train_accuracy", "std"),
-        "seeds": ("seed", "count"),
+        "seeds": ("seed", "count"),  # replicates: (seed, draw) pairs
+        "draws": ("draw", "nunique"),
     }
     if "n_test" in runs:
         columns["n_test"] = ("n_test", "first")
@@ -96,7 +98,12 @@ def answers(paired: pd.DataFrame) -> list[str]:
         better = ranked[ranked.verdict == comparisons.BETTER]
         best = better.iloc[0] if not better.empty else top
         name = label(best.method, best.protocol, best.pool)
-        seeds = f"{best.seeds} seed{'s' if best.seeds > 1 else ''}"
+        draws = int(getattr(best, "draws", 1))
+        seeds = (
+            f"{best.seeds} seed{'s' if best.seeds > 1 else ''}"
+            if draws == 1
+            else f"{best.seeds // draws} seed{'s' if best.seeds > draws else ''} x {draws} draws of labels"
+        )
         if best.verdict == comparisons.NO_VERDICT:
             sentences.append(
                 f"With {n_labels:,} labels, {name} is {100 * best.difference:+.1f} points against "
@@ -143,7 +150,7 @@ def caveats(row) -> str:
         )
     if row.seeds == 2:
         needed = comparisons.seeds_needed(row.difference, row.spread)
-        text += " Two seeds give an interval with one degree of freedom, which small changes flip"
+        text += " Two replicates give an interval with one degree of freedom, which small changes flip"
         if needed is None:
             text += "; no number of seeds would separate a difference this size from 0 at this spread."
         elif needed > 2:
@@ -211,7 +218,10 @@ def to_markdown(summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
         )
         wide = cells.pivot(index="classifier", columns="n_labels", values="cell")
         wide.columns = [f"{n} labels" for n in wide.columns]
-        note = f"{title} accuracy (%), mean ± std over {'/'.join(map(str, seeds))} seed(s)."
+        draws = int(summary.draws.max())
+        note = f"{title} accuracy (%), mean ± std over {'/'.join(map(str, seeds))} " + (
+            "seed(s)." if draws == 1 else f"replicates (seeds x {draws} draws of labels)."
+        )
         if part == "test" and not summary.test_wilson_low.isna().all():
             note += " A classifier of one seed shows its 95% Wilson interval over the test images instead."
         blocks.append(note + "\n\n" + wide.reset_index().to_markdown(index=False) + "\n")

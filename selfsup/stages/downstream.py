@@ -24,7 +24,7 @@ from selfsup import (
     protocols,
     training,
 )
-from selfsup.data.splits import validation_cut
+from selfsup.data.splits import drawn_budget, parse_budget, validation_cut
 from selfsup.encoders import build_encoder
 from selfsup.inputs import DEFAULT_MEMORY_LIMIT_MB, batches
 from selfsup.jobs import input_files, resume_dir, write_json
@@ -77,7 +77,7 @@ def train_downstream(job: Job, extra: ExtraExamples | None = None):
             **settings["head"],
         )
         compile_args = {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
-    labeled = split.budget(budget)
+    labeled = drawn_budget(split, info["y_train"], budget, seed)
     train_pos, val_pos = validation_cut(len(labeled), settings["validation_split"], seed)
     y_train, y_test = info["y_train"], info["y_test"]
     limit = settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
@@ -158,7 +158,8 @@ def train_downstream(job: Job, extra: ExtraExamples | None = None):
     )
     metrics = {
         "protocol": protocol,
-        "budget": str(budget),
+        "budget": parse_budget(budget)[0],
+        "draw": parse_budget(budget)[1],
         "n_labels": int(len(labeled)),
         "n_extra": int(len(extra_pos)),
         "test_accuracy": float(np.mean(test_correct)),
@@ -220,7 +221,7 @@ def evaluate_features(job: Job):
             return np.asarray(encoder(x, training=False)).reshape(len(x), -1)
 
     limit = settings.get("memory_limit_mb", DEFAULT_MEMORY_LIMIT_MB)
-    labeled = split.budget(budget)
+    labeled = drawn_budget(split, info["y_train"], budget, seed)
     y_fit, y_test = info["y_train"][labeled], info["y_test"][split.test]
 
     def features(part, indices):
@@ -278,7 +279,8 @@ def evaluate_features(job: Job):
         probabilities = predict(test_features)
     metrics = {
         "protocol": protocol,
-        "budget": str(budget),
+        "budget": parse_budget(budget)[0],
+        "draw": parse_budget(budget)[1],
         "n_labels": int(len(labeled)),
         "n_extra": 0,
         "test_accuracy": float(np.mean(probabilities.argmax(axis=1) == y_test)),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from selfsup import artifacts, training
+from selfsup.data.splits import parse_budget
 from selfsup.jobs import input_files, resume_dir, write_json
 from selfsup.protocols.base import Job
 from selfsup.stages.downstream import ExtraExamples, predict_pool, train_downstream
@@ -119,7 +120,8 @@ def job(inputs: dict, outputs: dict, params: dict, wildcards: dict) -> None:
         "study": params["study"],
         "method": wildcards["pretext"],
         "pool": wildcards["pool"],
-        "budget": wildcards["budget"],
+        "budget": parse_budget(wildcards["budget"])[0],
+        "draw": parse_budget(wildcards["budget"])[1],
         "seed": seed,
     }
     if accepted is None:

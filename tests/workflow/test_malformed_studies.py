@@ -153,6 +153,8 @@ CASES = [
     ("freeze_too_deep", edit(put("downstream.protocols", ["freeze_9"])), r"freeze_9: the encoder has only 4 conv layers"),
     ("bad_feature_layer", edit(put("downstream.feature_layer", "conv9")), r"downstream: feature_layer 'conv9'"),
     ("unknown_pool", edit(put("pools", ["all", "typical"])), r"pools: no stage produces a pool named 'typical'"),
+    ("draws_of_all", edit(both(put("draws", 2), put("budgets", [16, "all"]))), r"draws: 2 draws of budget all are the same labeled images each time; remove all from budgets or use draws: 1"),
+    ("draws_zero", edit(put("draws", 0)), r"draws: 0 given; allowed: an integer >= 1"),
     ("fixmatch_flip_on_glyphs", edit(put("downstream.protocols", ["supervised", "fixmatch"])), r"fixmatch\.horizontal_flip: a mirrored image of this dataset can be another class; set horizontal_flip: false"),
     ("unknown_flexmatch_option", edit(both(put("flexmatch", {"mu": 7, "horizontal_flip": False}), put("downstream.protocols", ["flexmatch"]))), r"flexmatch\.unknown option\(s\) mu; allowed: steps, "),
     ("fixmatch_pool_too_small", edit(both(put("fixmatch", {"unlabeled_ratio": 20, "horizontal_flip": False}), put("downstream.protocols", ["fixmatch"]))), r"fixmatch\.unlabeled_ratio: 20 x batch_size 64 = 1280 unlabeled images a step, but the pool holds 128"),

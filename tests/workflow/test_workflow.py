@@ -168,6 +168,20 @@ def test_adding_a_budget_adds_only_downstream_jobs(tiny_workflow):
     assert set(counts) - {"downstream"} <= REPORT_RULES
 
 
+def test_a_second_draw_of_labels_adds_only_downstream_jobs_under_its_own_budgets(tiny_workflow):
+    """draws: 2 keeps draw 1's paths (the finished runs stay) and adds each budget's
+    second draw, on the seed's encoders: no data or pretext job."""
+    workdir, _, _ = tiny_workflow
+    config = edited(workdir, "draws_edit.yaml", lambda s: s.update(draws=2))
+    result = snakemake(workdir, config, "-n", "--cores", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["downstream"] == 7 * 2 * 2  # every classifier, both budgets, both seeds
+    assert set(counts) - {"downstream"} <= REPORT_RULES
+    planned = re.findall(r"runs/\S+/n(\S+?)/seed\d+/metrics\.json", result.stdout)
+    assert planned and set(planned) == {"16-draw2", "64-draw2"}
+
+
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
