@@ -207,7 +207,8 @@ def run_workflow(study: dict, args) -> dict:
     """Run the study; record the wall time, command and machine load in --out."""
     # Snakemake keeps the last --set-threads it is given, so this repeats run_study's and
     # adds the rules of this study: the one-class net trains alone before its pool's runs
-    # (every core), teachers, students and joint models run side by side (one thread each).
+    # (every core), teachers, students and joint models (rule downstream) run side by side
+    # (one thread each).
     threads = [
         "--set-threads",
         f"pretext={args.cores}",
@@ -215,7 +216,6 @@ def run_workflow(study: dict, args) -> dict:
         f"outliers={args.cores}",
         "self_training_round=1",
         "self_training=1",
-        "joint=1",
     ]
     load_before = os.getloadavg()
     started = datetime.now(UTC)

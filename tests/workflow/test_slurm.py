@@ -46,7 +46,6 @@ def test_gpu_rules_are_the_training_rules():
         "outliers",
         "self_training_round",
         "self_training",
-        "joint",
     } <= gpu_rules()
     assert not gpu_rules() & {"prepare", "split", "pseudo_labels", "accuracy_table", "class_probabilities"}
 
