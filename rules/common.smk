@@ -51,7 +51,7 @@ wildcard_constraints:
     dataset=r"[a-z_]+",
     pretext="|".join([NO_PRETEXT, *PRETEXT]),
     pool="|".join([NO_POOL, *POOLS]),
-    # The protocols the downstream rule runs: self-training has rules of its own.
+    # The protocols that run under the downstream rule (self-training has rules of its own).
     protocol=protocols.pattern("downstream"),
     round=r"[1-9]\d*",
     budget=r"all|\d+(-draw[1-9]\d*)?",
