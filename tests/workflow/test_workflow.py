@@ -178,7 +178,8 @@ def test_a_second_draw_of_labels_adds_only_downstream_jobs_under_its_own_budgets
     counts = job_counts(result.stdout)
     assert counts["downstream"] == 7 * 2 * 2  # every classifier, both budgets, both seeds
     assert set(counts) - {"downstream"} <= REPORT_RULES
-    planned = re.findall(r"runs/\S+/n(\S+?)/seed\d+/metrics\.json", result.stdout)
+    outputs = re.findall(r"^\s+output: (.+)$", result.stdout, flags=re.MULTILINE)
+    planned = [n for line in outputs for n in re.findall(r"runs/\S+/n([^/]+)/seed\d+/metrics\.json", line)]
     assert planned and set(planned) == {"16-draw2", "64-draw2"}
 
 
