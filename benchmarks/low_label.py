@@ -23,6 +23,7 @@ images 10,000-59,999 (50,000); the whole test set. The encoder is ssl_scale's sm
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -132,8 +133,8 @@ def curve(results: Path) -> tuple[pd.DataFrame, dict]:
     seconds = pd.read_csv(
         next((results / "benchmarks" / "runs" / "all" / "none" / "fixmatch").rglob("*.tsv")), sep="\t"
     )
-    metrics = pd.read_json(run / "metrics.json", typ="series")
-    return history, {"job_seconds": float(seconds["s"].iloc[0]), **metrics.to_dict()}
+    metrics = json.loads((run / "metrics.json").read_text())
+    return history, {"job_seconds": float(seconds["s"].iloc[0]), **metrics}
 
 
 def write_report(study, seconds, command, args) -> None:
